@@ -1,0 +1,71 @@
+"""`srstyle` command line: user commands over the library (stages run through `dvc repro`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+
+log = logging.getLogger("srstyle")
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from .inference import ModelLoadError, load_sr_model, upscale_rgb
+    from .io import ImageError, load_rgb, save_png
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".png":
+        raise SystemExit(f"srstyle upscale: output {out} must be a .png file (lossless)")
+    try:
+        rgb = load_rgb(args.input, max_pixels=args.max_pixels)
+    except ImageError as exc:
+        raise SystemExit(f"srstyle upscale: {exc}") from None
+    try:
+        model = load_sr_model(args.model, threads=args.threads)
+    except ModelLoadError as exc:
+        raise SystemExit(f"srstyle upscale: {exc}") from None
+    result = upscale_rgb(model, rgb)
+    save_png(result, out)
+    print(f"{args.input} {rgb.shape[1]}x{rgb.shape[0]} -> {out} {result.shape[1]}x{result.shape[0]} (x{model.scale}, {model.source})")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models import MODELS, model_info
+
+    for name in MODELS.names():
+        print(model_info(name))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="srstyle", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"srstyle {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("upscale", help="super-resolve a photo (Y by the model, CbCr by bicubic)")
+    up.add_argument("input", help="input image (PNG, JPEG, BMP, TIFF, WebP)")
+    up.add_argument("output", help="output PNG")
+    up.add_argument("--model", required=True, help="an .onnx file, a trainer model.pt, or an MLflow URI (runs:/..., models:/...)")
+    up.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
+    up.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse inputs larger than this")
+    up.set_defaults(func=_upscale)
+
+    models = sub.add_parser("models", help="list registered architectures")
+    models.set_defaults(func=_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .logs import setup_logging
+
+    setup_logging("WARNING")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

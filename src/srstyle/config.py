@@ -1,0 +1,166 @@
+"""Typed view of ``params.yaml``.
+
+Every knob of the pipeline lives in ``params.yaml``; this module validates it once, up front, so a typo
+fails with the dotted key that is wrong instead of deep inside a stage.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, malformed, or has a bad key; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    source: Literal["embedded", "url", "local"] = "embedded"
+    # embedded source: also train on scikit-image's natural grayscale photographs.
+    embedded_grayscale: bool = True
+    # url source: either a preset name (e.g. bsds300) or an explicit url + sha256.
+    preset: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    # Folder inside the extracted archive (or the local folder) that holds the images; optional.
+    subdir: str | None = None
+    # When both are set, the split follows these sub-folders of `subdir` instead of file names.
+    train_subdir: str | None = None
+    val_subdir: str | None = None
+    local_dir: str | None = None
+    # Images whose file stem is listed here form the validation split; the others train.
+    # Empty: a deterministic hash split with val_fraction.
+    val_names: list[str] = Field(default_factory=list)
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    extensions: list[str] = Field(default_factory=lambda: [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"])
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> "DataConfig":
+        if self.source == "url" and not (self.preset or self.url):
+            raise ValueError("data.source is 'url' but neither data.preset nor data.url is set")
+        if self.source == "url" and self.url and not self.preset and not self.sha256:
+            raise ValueError("data.url needs data.sha256 (the archive's pinned checksum)")
+        if self.source == "local" and not self.local_dir:
+            raise ValueError("data.source is 'local' but data.local_dir is not set")
+        return self
+
+
+class ValidateConfig(_Strict):
+    allowed_modes: list[str] = Field(default_factory=lambda: ["RGB", "L"])
+    allowed_formats: list[str] = Field(default_factory=lambda: ["PNG", "JPEG", "BMP", "TIFF", "WEBP"])
+    max_pixels: int = Field(40_000_000, gt=0)
+    max_bytes: int = Field(100_000_000, gt=0)
+    # The stage fails only when fewer than this fraction of the files are valid.
+    min_valid_fraction: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class PatchesConfig(_Strict):
+    scales: list[int] = Field(default_factory=lambda: [3])
+    # Colour modes of the stores: "y" (BT.601 luma, for Y-channel models) and/or "rgb".
+    modes: list[Literal["y", "rgb"]] = Field(default_factory=lambda: ["y"])
+    hr_size: int = Field(48, gt=0)
+    stride: int = Field(24, gt=0)
+    # Cap on patches per image (0 = all), taken in a seeded random order so large images don't dominate.
+    max_per_image: int = Field(0, ge=0)
+    # Drop training patches whose HR luma standard deviation is below this (flat sky, black borders):
+    # they teach nothing bicubic does not already do. 0 keeps all. Validation stores keep every patch.
+    min_std: float = Field(0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _multiple_of_scales(self) -> "PatchesConfig":
+        for s in self.scales:
+            if s < 2:
+                raise ValueError(f"patches.scales: scale {s} must be >= 2")
+            if self.hr_size % s:
+                raise ValueError(f"patches.hr_size={self.hr_size} must be a multiple of every scale (got {s})")
+            if self.stride % s:
+                raise ValueError(f"patches.stride={self.stride} must be a multiple of every scale (got {s})")
+        return self
+
+
+class TrainConfig(_Strict):
+    model: str = "espcn"
+    scale: int = 3
+    steps: int = Field(2000, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    loss: Literal["mse", "l1"] = "mse"
+    # Multiply lr by lr_gamma at each of these steps (ESPCN's paper drops lr when progress stalls).
+    lr_milestones: list[int] = Field(default_factory=list)
+    lr_gamma: float = Field(0.1, gt=0)
+    augment: bool = True
+    checkpoint_every: int = Field(500, gt=0)
+    val_every: int = Field(250, gt=0)
+    log_every: int = Field(50, gt=0)
+    device: str = "auto"
+    threads: int = Field(0, ge=0)
+
+
+class EvaluateConfig(_Strict):
+    crop_size: int = Field(96, gt=0)
+
+
+class ExportConfig(_Strict):
+    opset: int = Field(18, ge=13)
+    atol: float = Field(1e-4, gt=0)
+
+
+class TrackingConfig(_Strict):
+    experiment: str = "srstyle"
+    # Relative to the project root; ignored when MLFLOW_TRACKING_URI is set.
+    store: str = "mlruns.db"
+    artifacts: str = "mlartifacts"
+    log_model: bool = True
+
+
+class Params(_Strict):
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    patches: PatchesConfig = PatchesConfig()
+    train: TrainConfig = TrainConfig()
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    evaluate: EvaluateConfig = EvaluateConfig()
+    export: ExportConfig = ExportConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def model_kwargs(self, name: str) -> dict[str, Any]:
+        return dict(self.models.get(name, {}))
+
+
+def _format_error(exc: ValidationError, path: Path) -> str:
+    lines = [f"{path}: invalid parameters:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<top level>"
+        lines.append(f"  - {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any] | None, source: Path | str = "params.yaml") -> Params:
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, Path(source))) from None
+
+
+def load_params(path: Path | str | None = None) -> Params:
+    path = Path(path or os.environ.get("SRSTYLE_PARAMS", "params.yaml"))
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameter file not found (run from the project root or set SRSTYLE_PARAMS)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    return parse_params(raw, path)

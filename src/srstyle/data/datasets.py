@@ -1,0 +1,76 @@
+"""Read access to the patch store: memory-mapped arrays and seeded, resumable batch sampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..io import read_json
+
+
+class PatchStore:
+    """One store written by the patches stage (``hr.npy``, ``lr.npy``, ``index.json``), memory-mapped."""
+
+    def __init__(self, folder: Path | str):
+        self.folder = Path(folder)
+        index_path = self.folder / "index.json"
+        if not index_path.is_file():
+            raise FileNotFoundError(f"{self.folder}: no patch store here; run the patches stage (dvc repro patches)")
+        self.index = read_json(index_path)
+        self.hr = np.load(self.folder / "hr.npy", mmap_mode="r")
+        self.lr = np.load(self.folder / "lr.npy", mmap_mode="r")
+        self.scale = int(self.index["scale"])
+        self.mode = self.index["mode"]
+
+    def __len__(self) -> int:
+        return len(self.hr)
+
+    @staticmethod
+    def _to_tensor(a: np.ndarray) -> torch.Tensor:
+        """uint8 (N,H,W) or (N,H,W,3) -> float32 (N,C,H,W) in [0, 1]."""
+        t = torch.from_numpy(np.ascontiguousarray(a)).float().div_(255.0)
+        return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
+
+    def batch(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """LR and HR tensors for ``indices``; with ``rng``, one random dihedral transform per batch."""
+        order = np.argsort(indices)  # sorted reads are kinder to the page cache
+        lr = np.empty((len(indices), *self.lr.shape[1:]), dtype=np.uint8)
+        hr = np.empty((len(indices), *self.hr.shape[1:]), dtype=np.uint8)
+        lr[order] = self.lr[indices[order]]
+        hr[order] = self.hr[indices[order]]
+        if rng is not None:
+            k, flip = int(rng.integers(4)), bool(rng.integers(2))
+            lr, hr = np.rot90(lr, k, axes=(1, 2)), np.rot90(hr, k, axes=(1, 2))
+            if flip:
+                lr, hr = lr[:, :, ::-1], hr[:, :, ::-1]
+        return self._to_tensor(lr), self._to_tensor(hr)
+
+    def iter_batches(self, batch_size: int):
+        for start in range(0, len(self), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(self)))
+            yield self.batch(idx)
+
+
+class BatchSampler:
+    """Uniform random batches from a numpy Generator whose state is saved in checkpoints.
+
+    Sampling with replacement across batches keeps the stream a pure function of the seed, so training
+    resumed from step k draws exactly the batches an uninterrupted run would have drawn.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if n == 0:
+            raise ValueError("empty patch store: nothing to train on")
+        self.n, self.batch_size = n, batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def next_indices(self) -> np.ndarray:
+        return self.rng.integers(0, self.n, size=self.batch_size)
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def load_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state

@@ -1,0 +1,125 @@
+"""The patches stage: aligned LR/HR patch pairs in one memory-mappable array store per split/mode/scale.
+
+For each image: mod-crop to the scale, make the LR image by antialiased bicubic downscaling of the RGB
+HR image (as SR papers do), then cut HR crops of ``hr_size`` at ``stride`` and the aligned LR crops.
+Mode ``y`` stores BT.601 luma rounded to uint8 (what reading an 8-bit YCbCr image gives), mode ``rgb``
+stores RGB. A store is a folder of ``.npy`` files (``hr``, ``lr``, ``origin``) plus ``index.json``;
+training reads them with ``mmap_mode="r"``, so nothing is decoded inside the training loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.format import open_memmap
+from tqdm.auto import tqdm
+
+from ..color import rgb_to_y, to_uint8
+from ..config import PatchesConfig
+from ..io import load_rgb, read_json, write_json
+from ..resize import downscale_rgb, modcrop
+
+
+def store_name(mode: str, scale: int) -> str:
+    return f"{mode}_x{scale}"
+
+
+def _positions(h: int, w: int, size: int, stride: int) -> np.ndarray:
+    ys = np.arange(0, h - size + 1, stride)
+    xs = np.arange(0, w - size + 1, stride)
+    return np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1).reshape(-1, 2).astype(np.int32)
+
+
+def _convert(rgb: np.ndarray, mode: str) -> np.ndarray:
+    return to_uint8(rgb_to_y(rgb)) if mode == "y" else rgb
+
+
+def _textured(y: np.ndarray, pos: np.ndarray, size: int, min_std: float) -> np.ndarray:
+    if min_std <= 0 or len(pos) == 0:
+        return pos
+    windows = np.lib.stride_tricks.sliding_window_view(y, (size, size))
+    std = np.array([windows[py, px].std() for py, px in pos])
+    return pos[std >= min_std]
+
+
+def build_store(
+    images: list[tuple[str, Path]], out_dir: Path, mode: str, scale: int, cfg: PatchesConfig, seed: int,
+    max_pixels: int, progress: bool = True, min_std: float = 0.0,
+) -> dict:
+    """Write one store atomically (temporary folder renamed into place); return its index."""
+    size, lr_size = cfg.hr_size, cfg.hr_size // scale
+    decoded = []
+    for name, path in images:
+        hr = modcrop(load_rgb(path, max_pixels), scale)
+        pos = _textured(rgb_to_y(hr), _positions(*hr.shape[:2], size, cfg.stride), size, min_std)
+        if cfg.max_per_image and len(pos) > cfg.max_per_image:
+            digest = int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "big")
+            pos = pos[np.sort(np.random.default_rng(digest).choice(len(pos), cfg.max_per_image, replace=False))]
+        decoded.append((name, hr, pos))
+    total = sum(len(p) for _, _, p in decoded)
+    if total == 0:
+        raise ValueError(f"no {size}x{size} patch fits in any image for {out_dir.name}; lower patches.hr_size")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        tail = () if mode == "y" else (3,)
+        hr_store = open_memmap(tmp / "hr.npy", mode="w+", dtype=np.uint8, shape=(total, size, size, *tail))
+        lr_store = open_memmap(tmp / "lr.npy", mode="w+", dtype=np.uint8, shape=(total, lr_size, lr_size, *tail))
+        origin = np.zeros((total, 3), dtype=np.int32)  # image index, HR y, HR x
+        i = 0
+        for k, (name, hr_rgb, pos) in enumerate(tqdm(decoded, desc=out_dir.name, disable=not progress)):
+            lr_rgb = downscale_rgb(hr_rgb, scale)
+            hr, lr = _convert(hr_rgb, mode), _convert(lr_rgb, mode)
+            for y, x in pos:
+                hr_store[i] = hr[y : y + size, x : x + size]
+                lr_store[i] = lr[y // scale : y // scale + lr_size, x // scale : x // scale + lr_size]
+                origin[i] = (k, y, x)
+                i += 1
+        hr_store.flush()
+        lr_store.flush()
+        del hr_store, lr_store
+        np.save(tmp / "origin.npy", origin)
+        index = {
+            "mode": mode,
+            "scale": scale,
+            "hr_size": size,
+            "lr_size": lr_size,
+            "stride": cfg.stride,
+            "min_std": min_std,
+            "count": total,
+            "images": [{"file": name, "patches": int(len(p))} for name, _, p in decoded],
+        }
+        write_json(index, tmp / "index.json")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return index
+
+
+def make_patches(
+    validated_dir: Path | str, raw_dir: Path | str, out_dir: Path | str, cfg: PatchesConfig, seed: int,
+    max_pixels: int, progress: bool = True,
+) -> dict:
+    """Run the patches stage over the validated manifest; returns {store path: patch count}."""
+    validated_dir, raw_dir, out_dir = Path(validated_dir), Path(raw_dir), Path(out_dir)
+    manifest = read_json(validated_dir / "manifest.json")
+    counts = {}
+    for split in ("train", "val"):
+        images = [(m["file"], raw_dir / m["file"]) for m in manifest if m["split"] == split]
+        for mode in cfg.modes:
+            for scale in cfg.scales:
+                store = out_dir / split / store_name(mode, scale)
+                min_std = cfg.min_std if split == "train" else 0.0
+                index = build_store(images, store, mode, scale, cfg, seed, max_pixels, progress, min_std)
+                counts[f"{split}/{store.name}"] = index["count"]
+    write_json(counts, out_dir / "summary.json")
+    return counts

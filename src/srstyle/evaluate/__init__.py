@@ -1,0 +1,1 @@
+"""Evaluation: the published PSNR/SSIM protocol, the evaluate stage and comparison pictures."""

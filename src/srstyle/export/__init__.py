@@ -1,0 +1,1 @@
+"""Model export (ONNX) and its parity checks."""

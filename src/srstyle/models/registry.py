@@ -1,0 +1,59 @@
+"""A name -> class registry, so a model is added by one file and one decorator (BasicSR style).
+
+Each registered class declares how it is fed:
+
+* ``input_kind``: ``"lr"`` (the low-resolution image) or ``"bicubic"`` (LR upscaled by bicubic first);
+* ``color``: ``"y"`` (BT.601 luma, one channel) or ``"rgb"``.
+
+Its constructor takes ``scale`` plus the keyword arguments of its block under ``models:`` in params.yaml.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+
+class Registry:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, type] = {}
+
+    def register(self, name: str) -> Callable[[type], type]:
+        def decorator(cls: type) -> type:
+            if name in self._items:
+                raise KeyError(f"{self.kind} {name!r} is registered twice")
+            for attr in ("input_kind", "color"):
+                if not hasattr(cls, attr):
+                    raise TypeError(f"{self.kind} {name!r} must define the class attribute {attr!r}")
+            self._items[name] = cls
+            cls.registry_name = name
+            return cls
+
+        return decorator
+
+    def get(self, name: str) -> type:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise KeyError(f"unknown {self.kind} {name!r}; registered: {sorted(self._items)}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+
+MODELS = Registry("model")
+
+
+def build_model(name: str, scale: int, **kwargs: Any) -> nn.Module:
+    cls = MODELS.get(name)
+    try:
+        return cls(scale=scale, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"models.{name} in params.yaml: {exc}") from None
+
+
+def model_info(name: str) -> dict[str, str]:
+    cls = MODELS.get(name)
+    return {"name": name, "input_kind": cls.input_kind, "color": cls.color}

@@ -1,0 +1,3 @@
+"""Super-resolution architectures, one file each."""
+
+from . import espcn  # noqa: F401

@@ -1,0 +1,1 @@
+"""Training loops (SR now; GAN and style trainers plug into the same utilities)."""

@@ -1,0 +1,242 @@
+"""Supervised SR training (pixel loss) from the patch store, with exact resume.
+
+One step: draw a batch from the seeded sampler, apply one random dihedral transform, forward, loss,
+Adam step. Every ``checkpoint_every`` steps the model, optimizer, scheduler, sampler and RNG states are
+saved atomically; a rerun with the same configuration continues from there and ends bit-identical to an
+uninterrupted run. Loss and validation PSNR go to MLflow and to ``curve.csv`` (a DVC plot).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..color import rgb_to_y
+from ..config import Params
+from ..data.datasets import BatchSampler, PatchStore
+from ..data.patches import store_name
+from ..io import atomic_write, write_json
+from ..models import MODELS, build_model, model_info
+from .loop import fingerprint, load_checkpoint, save_checkpoint, seed_everything, select_device
+
+log = logging.getLogger(__name__)
+
+LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    final_loss: float
+    best_val_psnr: float
+    final_val_psnr: float
+    patches_per_s: float
+    run_id: str | None
+
+
+def model_input(lr: torch.Tensor, input_kind: str, scale: int) -> torch.Tensor:
+    """Feed LR directly, or bicubic-upscaled first for the models that expect it (SRCNN, VDSR...)."""
+    if input_kind == "bicubic":
+        return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0, 1)
+    return lr
+
+
+def _luma01(x: torch.Tensor) -> torch.Tensor:
+    """(N,C,H,W) in [0,1] -> BT.601 Y on the 0-255 scale (C=1 is already Y/255)."""
+    if x.shape[1] == 1:
+        return x[:, 0] * 255.0
+    return torch.from_numpy(rgb_to_y(x.permute(0, 2, 3, 1).double().numpy())).float()
+
+
+@torch.no_grad()
+def validation_psnr(model: nn.Module, store: PatchStore, device: torch.device, batch_size: int = 64) -> float:
+    """PSNR on Y over the whole validation store, ``scale`` pixels shaved, outputs clamped to [0, 1]."""
+    model.eval()
+    info = model_info(model.registry_name)
+    s = store.scale
+    se, n = 0.0, 0
+    for lr, hr in store.iter_batches(batch_size):
+        sr = model(model_input(lr.to(device), info["input_kind"], s)).clamp_(0, 1).cpu()
+        a, b = _luma01(sr)[:, s:-s, s:-s].double(), _luma01(hr)[:, s:-s, s:-s].double()
+        se += float(((a - b) ** 2).sum())
+        n += a.numel()
+    model.train()
+    return 10 * math.log10(255.0**2 / (se / n))
+
+
+def save_model_file(path: Path, name: str, scale: int, kwargs: dict, model: nn.Module, step: int) -> None:
+    """The trained model as a plain dict (loadable with ``torch.load(..., weights_only=True)``)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"arch": name, "scale": scale, "kwargs": kwargs, "info": model_info(name), "step": step, "state_dict": state}
+    save_checkpoint(path, payload)
+
+
+def load_model_file(path: Path | str, device: str | torch.device = "cpu") -> nn.Module:
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(payload["arch"], payload["scale"], **payload["kwargs"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()
+
+
+def _write_curve(path: Path, history: list[dict]) -> None:
+    with atomic_write(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", "train_loss", "val_psnr"])
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: row.get(k, "") for k in writer.fieldnames})
+
+
+def train_sr(
+    params: Params,
+    patches_dir: Path,
+    out_dir: Path,
+    *,
+    tracking_root: Path | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train ``params.train.model`` at ``params.train.scale``; write ``model.pt`` and metrics to ``out_dir``.
+
+    ``stop_after`` ends the process of training early (after that many steps in this call) as if it had
+    been interrupted; tests use it to check resume. ``tracking_root`` None disables MLflow.
+    """
+    cfg = params.train
+    name, scale = cfg.model, cfg.scale
+    cls = MODELS.get(name)
+    kwargs = params.model_kwargs(name)
+    mode = cls.color
+    train_store = PatchStore(patches_dir / "train" / store_name(mode, scale))
+    val_store = PatchStore(patches_dir / "val" / store_name(mode, scale))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = select_device(cfg.device)
+
+    seed_everything(params.seed)
+    model = build_model(name, scale, **kwargs).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.lr_milestones, gamma=cfg.lr_gamma)
+    sampler = BatchSampler(len(train_store), cfg.batch_size, params.seed)
+    augment_rng = np.random.default_rng(params.seed + 1)
+    loss_fn = LOSSES[cfg.loss]
+
+    fp = fingerprint(cfg.model_dump(exclude={"device", "threads", "checkpoint_every", "log_every"}), kwargs,
+                     params.seed, train_store.index, val_store.index["count"])
+    ckpt_path = out_dir / "checkpoints" / "last.pt"
+    start, history, run_id = 0, [], None
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt is not None and ckpt.get("fingerprint") == fp:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        sampler.load_state(json.loads(ckpt["sampler"]))
+        augment_rng.bit_generator.state = json.loads(ckpt["augment"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        start, history, run_id = int(ckpt["step"]), json.loads(ckpt["history"]), ckpt.get("run_id") or None
+        log.info("resuming %s from step %d (%s)", name, start, ckpt_path)
+    elif ckpt is not None:
+        log.info("ignoring %s: it was made with a different configuration", ckpt_path)
+
+    mlflow = None
+    if tracking_root is not None:
+        import mlflow as _mlflow
+
+        from .. import tracking
+
+        mlflow = _mlflow
+        experiment_id = tracking.setup(params.tracking, tracking_root)
+        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=out_dir.name)
+        run_id = run.info.run_id
+        if start == 0:
+            mlflow.log_params({"model": name, "scale": scale, "seed": params.seed, "device": str(device),
+                               **{f"train.{k}": v for k, v in cfg.model_dump().items()},
+                               **{f"model.{k}": v for k, v in kwargs.items()},
+                               "train_patches": len(train_store), "val_patches": len(val_store)})
+            mlflow.set_tags({"task": "super-resolution", "srstyle.fingerprint": fp})
+        tracking.save_run_record(out_dir, run_id, experiment_id, mlflow.get_tracking_uri())
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(ckpt_path, {
+            "step": step, "fingerprint": fp, "run_id": run_id or "",
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "sampler": json.dumps(sampler.state()), "augment": json.dumps(augment_rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(), "history": json.dumps(history),
+        })
+
+    model.train()
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    running, seen, t0 = 0.0, 0, time.perf_counter()
+    bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc=f"train {out_dir.name}", disable=not progress)
+    for step in bar:
+        lr, hr = train_store.batch(sampler.next_indices(), augment_rng if cfg.augment else None)
+        lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
+        loss = loss_fn(model(model_input(lr, cls.input_kind, scale)), hr)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        running += float(loss)
+        seen += 1
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            row = {"step": done, "train_loss": running / seen}
+            running, seen = 0.0, 0
+            if done % cfg.val_every == 0 or done == cfg.steps:
+                row["val_psnr"] = validation_psnr(model, val_store, device)
+                bar.set_postfix(loss=f"{row['train_loss']:.5f}", val_psnr=f"{row['val_psnr']:.2f}")
+            history.append(row)
+            if mlflow is not None:
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "step"}, step=done)
+        if done % cfg.checkpoint_every == 0 or done == end:
+            checkpoint(done)
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    steps_run = end - start
+    throughput = steps_run * cfg.batch_size / elapsed if steps_run else 0.0
+
+    if end < cfg.steps:  # interrupted on purpose (tests): state is checkpointed, nothing final written
+        if mlflow is not None:
+            mlflow.end_run(status="KILLED")
+        return TrainResult(end, history[-1]["train_loss"] if history else math.nan, math.nan, math.nan, throughput, run_id)
+
+    val_rows = [r for r in history if "val_psnr" in r]
+    result = TrainResult(
+        steps=cfg.steps,
+        final_loss=history[-1]["train_loss"],
+        best_val_psnr=max(r["val_psnr"] for r in val_rows),
+        final_val_psnr=val_rows[-1]["val_psnr"],
+        patches_per_s=throughput,
+        run_id=run_id,
+    )
+    model.eval()
+    save_model_file(out_dir / "model.pt", name, scale, kwargs, model, cfg.steps)
+    _write_curve(out_dir / "curve.csv", history)
+    write_json({k: round(v, 6) if isinstance(v, float) else v for k, v in result.__dict__.items()},
+               out_dir / "train_metrics.json")
+    if mlflow is not None:
+        _log_final(mlflow, model, val_store, out_dir, name, scale, result)
+        mlflow.end_run()
+    return result
+
+
+def _log_final(mlflow, model, val_store, out_dir, name, scale, result) -> None:
+    from ..evaluate.compare import patch_strip
+    from ..tracking import pip_requirements
+
+    mlflow.log_metrics({"best_val_psnr": result.best_val_psnr, "train_patches_per_s": result.patches_per_s})
+    mlflow.log_artifact(str(out_dir / "curve.csv"))
+    mlflow.log_image(patch_strip(model, val_store, count=4), "val_patches_lr_bicubic_sr_hr.png")
+    mlflow.pytorch.log_model(
+        model.cpu(), name="model", serialization_format="pickle", pip_requirements=pip_requirements(),
+        metadata={"arch": name, "scale": scale, "input": "Y (BT.601) in [0,1]" if model.color == "y" else "RGB in [0,1]"},
+    )

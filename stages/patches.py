@@ -1,0 +1,15 @@
+"""DVC stage `patches`: aligned LR/HR patch stores per split, colour mode and scale in data/patches."""
+
+import logging
+
+from srstyle.config import load_params
+from srstyle.data.patches import make_patches
+from srstyle.logs import setup_logging
+from srstyle.paths import DataPaths, project_root
+
+if __name__ == "__main__":
+    setup_logging()
+    params = load_params()
+    paths = DataPaths(project_root())
+    counts = make_patches(paths.validated, paths.raw, paths.patches, params.patches, params.seed, params.validate_.max_pixels)
+    logging.getLogger("patches").info("patch stores: %s", counts)

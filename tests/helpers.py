@@ -1,0 +1,35 @@
+"""Small synthetic data shared by tests: smooth-ish random RGB photos and a tiny validated corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from srstyle.io import write_json
+
+
+def photo(h: int, w: int, seed: int) -> np.ndarray:
+    """A random image with natural-ish structure (low-pass noise plus edges), uint8 RGB."""
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 255, (h // 8 + 2, w // 8 + 2, 3)).astype(np.uint8)
+    base = np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC)).astype(np.float64)
+    base[:, w // 3 : w // 3 + 3] = 20
+    base[h // 2 : h // 2 + 2, :] = 230
+    return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+
+
+def make_corpus(root: Path, n_train: int = 3, n_val: int = 2, size: tuple[int, int] = (72, 90)) -> tuple[Path, Path]:
+    """Write raw/ and validated/ folders as the fetch and validate stages would; return (raw, validated)."""
+    raw, validated = root / "raw", root / "validated"
+    entries = []
+    for i in range(n_train + n_val):
+        split = "train" if i < n_train else "val"
+        file = f"{split}/img{i}.png"
+        (raw / split).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(photo(*size, seed=i)).save(raw / file)
+        entries.append({"file": file, "split": split, "sha256": str(i), "width": size[1], "height": size[0]})
+    write_json(entries, raw / "manifest.json")
+    write_json(entries, validated / "manifest.json")
+    return raw, validated

@@ -21,11 +21,11 @@ def test_stores_are_aligned_y_patches(corpus, tmp_path):
     raw, validated = corpus
     cfg = PatchesConfig(scales=[2, 3], modes=["y", "rgb"], hr_size=24, stride=12)
     counts = make_patches(validated, raw, tmp_path / "patches", cfg, seed=0, max_pixels=10**7, progress=False)
-    # 72x90 image mod-cropped: x2 -> 72x90 -> 5x7 positions; x3 -> 72x90 -> 5x7.
-    assert counts["train/y_x2"] == 3 * 5 * 7 and counts["val/rgb_x3"] == 2 * 5 * 7
+    # 72x90 image (a multiple of 2 and 3): rows 0..48 step 12 (5), columns 0..66 step 12 (6).
+    assert counts["train/y_x2"] == 3 * 5 * 6 and counts["val/rgb_x3"] == 2 * 5 * 6
 
     store = PatchStore(tmp_path / "patches" / "train" / "y_x3")
-    assert store.hr.shape == (105, 24, 24) and store.lr.shape == (105, 8, 8) and store.hr.dtype == np.uint8
+    assert store.hr.shape == (90, 24, 24) and store.lr.shape == (90, 8, 8) and store.hr.dtype == np.uint8
     origin = np.load(tmp_path / "patches" / "train" / "y_x3" / "origin.npy")
     k, y, x = origin[8]
     img = modcrop(load_rgb(raw / "train" / f"img{k}.png"), 3)

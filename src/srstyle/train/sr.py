@@ -134,6 +134,7 @@ def train_sr(
                      params.seed, train_store.index, val_store.index["count"])
     ckpt_path = out_dir / "checkpoints" / "last.pt"
     start, history, run_id = 0, [], None
+    running, seen = 0.0, 0  # loss sum and count since the last logged row
     ckpt = load_checkpoint(ckpt_path)
     if ckpt is not None and ckpt.get("fingerprint") == fp:
         model.load_state_dict(ckpt["model"])
@@ -143,6 +144,7 @@ def train_sr(
         augment_rng.bit_generator.state = json.loads(ckpt["augment"])
         torch.set_rng_state(ckpt["torch_rng"])
         start, history, run_id = int(ckpt["step"]), json.loads(ckpt["history"]), ckpt.get("run_id") or None
+        running, seen = json.loads(ckpt["running"])
         log.info("resuming %s from step %d (%s)", name, start, ckpt_path)
     elif ckpt is not None:
         log.info("ignoring %s: it was made with a different configuration", ckpt_path)
@@ -170,12 +172,12 @@ def train_sr(
             "step": step, "fingerprint": fp, "run_id": run_id or "",
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "sampler": json.dumps(sampler.state()), "augment": json.dumps(augment_rng.bit_generator.state),
-            "torch_rng": torch.get_rng_state(), "history": json.dumps(history),
+            "torch_rng": torch.get_rng_state(), "history": json.dumps(history), "running": json.dumps([running, seen]),
         })
 
     model.train()
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    running, seen, t0 = 0.0, 0, time.perf_counter()
+    t0 = time.perf_counter()
     bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc=f"train {out_dir.name}", disable=not progress)
     for step in bar:
         lr, hr = train_store.batch(sampler.next_indices(), augment_rng if cfg.augment else None)
@@ -185,7 +187,7 @@ def train_sr(
         loss.backward()
         optimizer.step()
         scheduler.step()
-        running += float(loss)
+        running += loss.detach().item()
         seen += 1
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:

@@ -1,3 +1,3 @@
-"""Super-resolution architectures, one file each."""
+"""Super-resolution architectures, one file each; importing registers them."""
 
-from . import espcn  # noqa: F401
+from . import dbpn, drcn, edsr, espcn, fsrcnn, srcnn, srdensenet, srgan, srresnet, vdsr  # noqa: F401

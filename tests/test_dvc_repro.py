@@ -1,0 +1,65 @@
+"""`dvc repro` itself, on a copy of this project with tiny training settings (the real pipeline file)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(cmd, cwd, env):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("proj")
+    for item in ("dvc.yaml", "stages", "src", "pyproject.toml"):
+        src = REPO / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / item)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["embedded_grayscale"] = False
+    params["patches"].update({"hr_size": 48, "stride": 48})
+    params["train"].update({"steps": 20, "val_every": 10, "log_every": 5, "checkpoint_every": 10, "threads": 1})
+    params["models"]["espcn"]["channels"] = [16, 8]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("SRSTYLE_ROOT", None)
+    _run(["git", "init", "-q"], root, env)
+    _run(["dvc", "init", "-q"], root, env)
+    _run(["dvc", "config", "core.analytics", "false"], root, env)
+    first = _run(["dvc", "repro"], root, env)
+    return root, env, first
+
+
+def test_repro_runs_every_stage_and_writes_outputs(project):
+    root, _, log = project
+    for stage in ("fetch", "validate", "patches", "train", "evaluate", "export_onnx"):
+        assert f"Running stage '{stage}'" in log
+    metrics = json.loads((root / "data/eval/espcn_x3/metrics.json").read_text())
+    assert {"psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "psnr_gain"} <= set(metrics)
+    assert (root / "data/onnx/espcn_x3/espcn_x3.onnx").is_file()
+    assert (root / "mlruns.db").is_file() and (root / "dvc.lock").is_file()
+    assert json.loads((root / "data/quarantine/report.json").read_text())["quarantined"] == 0
+
+
+def test_second_repro_is_a_no_op(project):
+    root, env, _ = project
+    log = _run(["dvc", "repro"], root, env)
+    assert "Running stage" not in log
+    assert "up to date" in log
+
+
+def test_metrics_show_prints_model_and_bicubic(project):
+    root, env, _ = project
+    out = _run(["dvc", "metrics", "show"], root, env)
+    assert "bicubic_psnr" in out and "psnr_gain" in out and "max_abs_diff" in out

@@ -5,11 +5,14 @@ import logging
 from srstyle.config import load_params
 from srstyle.data.patches import make_patches
 from srstyle.logs import setup_logging
+from srstyle.models import MODELS
 from srstyle.paths import DataPaths, project_root
 
 if __name__ == "__main__":
     setup_logging()
     params = load_params()
     paths = DataPaths(project_root())
-    counts = make_patches(paths.validated, paths.raw, paths.patches, params.patches, params.seed, params.validate_.max_pixels)
+    needed = [(MODELS.get(r.model).color, r.scale) for r in params.runs.values()]
+    counts = make_patches(paths.validated, paths.raw, paths.patches, params.patches, params.seed,
+                          params.validate_.max_pixels, extra_stores=needed)
     logging.getLogger("patches").info("patch stores: %s", counts)

@@ -1,17 +1,18 @@
-"""DVC stage `train`: train params.train.model at params.train.scale -> data/models/<model>_x<scale>."""
+"""DVC stage `train@<run>`: train runs.<run> from params.yaml -> data/models/<run>."""
 
 import logging
+import sys
 
 from srstyle.config import load_params
 from srstyle.logs import setup_logging
-from srstyle.paths import DataPaths, project_root, run_name
+from srstyle.paths import DataPaths, project_root
 from srstyle.train.sr import train_sr
 
 if __name__ == "__main__":
     setup_logging()
+    run = sys.argv[1] if len(sys.argv) > 1 else "espcn_x3"
     params = load_params()
     root = project_root()
     paths = DataPaths(root)
-    out = paths.model_dir(run_name(params.train.model, params.train.scale))
-    result = train_sr(params, paths.patches, out, tracking_root=root)
+    result = train_sr(params, run, paths.patches, paths.model_dir(run), tracking_root=root)
     logging.getLogger("train").info("done: %s", result)

@@ -29,7 +29,10 @@ def project(tmp_path_factory):
     params["data"]["embedded_grayscale"] = False
     params["patches"].update({"hr_size": 48, "stride": 48})
     params["train"].update({"steps": 20, "val_every": 10, "log_every": 5, "checkpoint_every": 10, "threads": 1})
+    for recipe in params["recipes"].values():
+        recipe.update({"steps": 20, "lr_milestones": []})
     params["models"]["espcn"]["channels"] = [16, 8]
+    params["models"]["fsrcnn"].update({"d": 16, "s": 8, "m": 1})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -43,8 +46,12 @@ def project(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_writes_outputs(project):
     root, _, log = project
-    for stage in ("fetch", "validate", "patches", "train", "evaluate", "export_onnx"):
-        assert f"Running stage '{stage}'" in log
+    for stage in ("fetch", "validate", "patches", "train@espcn_x3", "train@fsrcnn_x3", "evaluate@espcn_x3",
+                  "evaluate@fsrcnn_x3", "export_onnx@espcn_x3", "export_onnx@fsrcnn_x3", "compare"):
+        assert f"Running stage '{stage}'" in log, stage
+    assert (root / "data/compare/all_models.png").is_file()
+    summary = json.loads((root / "data/compare/summary.json").read_text())
+    assert set(summary) == {"espcn_x3", "fsrcnn_x3"}
     metrics = json.loads((root / "data/eval/espcn_x3/metrics.json").read_text())
     assert {"psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "psnr_gain"} <= set(metrics)
     assert (root / "data/onnx/espcn_x3/espcn_x3.onnx").is_file()
@@ -63,3 +70,4 @@ def test_metrics_show_prints_model_and_bicubic(project):
     root, env, _ = project
     out = _run(["dvc", "metrics", "show"], root, env)
     assert "bicubic_psnr" in out and "psnr_gain" in out and "max_abs_diff" in out
+    assert "data/eval/espcn_x3/metrics.json" in out and "data/eval/fsrcnn_x3/metrics.json" in out

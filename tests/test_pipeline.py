@@ -32,7 +32,7 @@ def pipeline(tmp_path_factory):
     })
     make_patches(validated, raw, root / "data/patches", params.patches, 0, 10**7, progress=False)
     model_dir = root / "data/models/espcn_x3"
-    result = train_sr(params, root / "data/patches", model_dir, tracking_root=root, progress=False)
+    result = train_sr(params, "espcn_x3", root / "data/patches", model_dir, tracking_root=root, progress=False)
     model = load_sr_model(model_dir / "model.pt")
     metrics = evaluate_sr(model, validated, raw, root / "data/eval", crop=30)
     export = export_and_check(load_model_file(model_dir / "model.pt"), root / "data/onnx", "espcn_x3", opset=18, atol=1e-4)

@@ -43,10 +43,10 @@ def test_espcn_shapes_and_paper_layout():
 
 def test_resume_is_exact(patches, tmp_path):
     params = tiny_params()
-    straight = train_sr(params, patches, tmp_path / "a", progress=False)
-    interrupted = train_sr(params, patches, tmp_path / "b", progress=False, stop_after=5)
+    straight = train_sr(params, "espcn_x3", patches, tmp_path / "a", progress=False)
+    interrupted = train_sr(params, "espcn_x3", patches, tmp_path / "b", progress=False, stop_after=5)
     assert interrupted.steps == 5 and not (tmp_path / "b" / "model.pt").exists()
-    resumed = train_sr(params, patches, tmp_path / "b", progress=False)
+    resumed = train_sr(params, "espcn_x3", patches, tmp_path / "b", progress=False)
     a = load_model_file(tmp_path / "a" / "model.pt").state_dict()
     b = load_model_file(tmp_path / "b" / "model.pt").state_dict()
     for key in a:
@@ -58,9 +58,9 @@ def test_resume_is_exact(patches, tmp_path):
 
 
 def test_changed_config_does_not_resume(patches, tmp_path):
-    train_sr(tiny_params(), patches, tmp_path / "m", progress=False, stop_after=4)
-    other = train_sr(tiny_params(lr=5e-4), patches, tmp_path / "m", progress=False)
-    reference = train_sr(tiny_params(lr=5e-4), patches, tmp_path / "ref", progress=False)
+    train_sr(tiny_params(), "espcn_x3", patches, tmp_path / "m", progress=False, stop_after=4)
+    other = train_sr(tiny_params(lr=5e-4), "espcn_x3", patches, tmp_path / "m", progress=False)
+    reference = train_sr(tiny_params(lr=5e-4), "espcn_x3", patches, tmp_path / "ref", progress=False)
     assert other.final_val_psnr == reference.final_val_psnr
 
 
@@ -72,7 +72,7 @@ def test_training_improves_over_initialisation(patches, tmp_path):
     params = tiny_params(steps=60, val_every=60, lr=3e-3, lr_milestones=[])
     seed_everything(params.seed)
     untrained = validation_psnr(build_model("espcn", 3, channels=[8, 4]), PatchStore(patches / "val" / "y_x3"), torch.device("cpu"))
-    result = train_sr(params, patches, tmp_path / "m", progress=False)
+    result = train_sr(params, "espcn_x3", patches, tmp_path / "m", progress=False)
     curve = (tmp_path / "m" / "curve.csv").read_text().splitlines()
     first_loss, last_loss = float(curve[1].split(",")[1]), float(curve[-1].split(",")[1])
     assert last_loss < first_loss / 2
@@ -80,6 +80,6 @@ def test_training_improves_over_initialisation(patches, tmp_path):
 
 
 def test_model_file_loads_weights_only(patches, tmp_path):
-    train_sr(tiny_params(steps=2), patches, tmp_path / "m", progress=False)
+    train_sr(tiny_params(steps=2), "espcn_x3", patches, tmp_path / "m", progress=False)
     payload = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
     assert payload["arch"] == "espcn" and payload["scale"] == 3 and payload["kwargs"] == {"channels": [8, 4]}

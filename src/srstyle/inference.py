@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .color import rgb_to_ycbcr, rgb_to_y, to_uint8, ycbcr_to_rgb
-from .resize import bicubic_float, bicubic_rgb
+from .resize import bicubic_float
 
 
 class ModelLoadError(ValueError):
@@ -31,7 +31,7 @@ class SRModel:
     run: Callable[[np.ndarray], np.ndarray]
     scale: int
     color: str  # "y" or "rgb"
-    input_kind: str  # "lr" or "bicubic"
+    input_kind: str  # always "lr": models fed a bicubic upscale carry the Resize inside (LRInput)
     source: str
 
 
@@ -51,11 +51,15 @@ def _onnx_model(path: Path, threads: int = 0) -> SRModel:
     def run(x: np.ndarray) -> np.ndarray:
         return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
-    return SRModel(run, int(meta["scale"]), meta.get("color", "y"), meta.get("input_kind", "lr"), str(path))
+    if meta.get("input_kind", "lr") != "lr":
+        raise ModelLoadError(f"{path}: expects input {meta['input_kind']!r}; re-export it with srstyle (LR input)")
+    return SRModel(run, int(meta["scale"]), meta.get("color", "y"), "lr", str(path))
 
 
 def _torch_model(module: torch.nn.Module, source: str) -> SRModel:
-    module = module.eval()
+    from .models import as_lr_model
+
+    module = as_lr_model(module).eval()
 
     @torch.no_grad()
     def run(x: np.ndarray) -> np.ndarray:
@@ -105,8 +109,6 @@ def load_sr_model(spec: str | Path, threads: int = 0) -> SRModel:
 def super_resolve_y(model: SRModel, y: np.ndarray) -> np.ndarray:
     """LR luma (H,W) on the 0-255 scale -> SR luma (H*s,W*s) on the 0-255 scale, float32, unclipped."""
     x = y.astype(np.float32) / 255.0
-    if model.input_kind == "bicubic":
-        x = bicubic_float(x, (x.shape[0] * model.scale, x.shape[1] * model.scale))
     return model.run(x[None, None])[0, 0] * 255.0
 
 
@@ -116,8 +118,6 @@ def upscale_rgb(model: SRModel, rgb: np.ndarray) -> np.ndarray:
     size = (h * model.scale, w * model.scale)
     if model.color == "rgb":
         x = rgb.astype(np.float32).transpose(2, 0, 1)[None] / 255.0
-        if model.input_kind == "bicubic":
-            x = bicubic_rgb(rgb, size).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
         return to_uint8(model.run(x)[0].transpose(1, 2, 0), 255.0)
     ycbcr = rgb_to_ycbcr(rgb)
     out = np.empty((*size, 3), dtype=np.float64)

@@ -107,19 +107,28 @@ def build_store(
 
 def make_patches(
     validated_dir: Path | str, raw_dir: Path | str, out_dir: Path | str, cfg: PatchesConfig, seed: int,
-    max_pixels: int, progress: bool = True,
+    max_pixels: int, progress: bool = True, extra_stores: list[tuple[str, int]] = (),
 ) -> dict:
-    """Run the patches stage over the validated manifest; returns {store path: patch count}."""
+    """Run the patches stage over the validated manifest; returns {store path: patch count}.
+
+    Builds a store for every (mode, scale) of ``patches.modes`` x ``patches.scales`` plus ``extra_stores``
+    (the stage passes the ones the configured runs need).
+    """
     validated_dir, raw_dir, out_dir = Path(validated_dir), Path(raw_dir), Path(out_dir)
     manifest = read_json(validated_dir / "manifest.json")
+    stores = sorted({(m, s) for m in cfg.modes for s in cfg.scales} | set(extra_stores))
+    for mode, scale in stores:
+        if cfg.hr_size % scale or cfg.stride % scale:
+            raise ValueError(f"patches.hr_size={cfg.hr_size} and patches.stride={cfg.stride} must be multiples of scale {scale}")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # a DVC output of this stage: stale stores must not survive a change of runs
     counts = {}
     for split in ("train", "val"):
         images = [(m["file"], raw_dir / m["file"]) for m in manifest if m["split"] == split]
-        for mode in cfg.modes:
-            for scale in cfg.scales:
-                store = out_dir / split / store_name(mode, scale)
-                min_std = cfg.min_std if split == "train" else 0.0
-                index = build_store(images, store, mode, scale, cfg, seed, max_pixels, progress, min_std)
-                counts[f"{split}/{store.name}"] = index["count"]
+        for mode, scale in stores:
+            store = out_dir / split / store_name(mode, scale)
+            min_std = cfg.min_std if split == "train" else 0.0
+            index = build_store(images, store, mode, scale, cfg, seed, max_pixels, progress, min_std)
+            counts[f"{split}/{store.name}"] = index["count"]
     write_json(counts, out_dir / "summary.json")
     return counts

@@ -62,3 +62,41 @@ def patch_strip(model, store, count: int = 4) -> np.ndarray:
 
     rows = [strip([rgb(near[i]), rgb(bic[i]), rgb(sr[i]), rgb(hr[i])]) for i in range(len(idx))]
     return np.concatenate(rows, axis=0)
+
+
+def _center_box(h: int, w: int, crop: int, align: int) -> tuple[int, int, int]:
+    c = min(crop, h, w) // align * align
+    return (h - c) // 2 // align * align, (w - c) // 2 // align * align, c
+
+
+def all_models_comparison(models: dict, hr_rgb: np.ndarray, crop: int) -> np.ndarray:
+    """One row per scale: LR | bicubic | every model of that scale | HR, all on the same HR crop."""
+    from ..inference import upscale_rgb
+    from ..resize import downscale_rgb, modcrop
+
+    by_scale: dict[int, list[tuple[str, object]]] = {}
+    for name, model in models.items():
+        by_scale.setdefault(model.scale, []).append((name, model))
+    align = int(np.lcm.reduce(list(by_scale))) if by_scale else 1
+    hr = modcrop(hr_rgb, align)
+    y0, x0, c = _center_box(*hr.shape[:2], crop, align)
+    rows = []
+    for scale, entries in sorted(by_scale.items()):
+        lr = downscale_rgb(hr, scale)
+        # Upscale only a margin around the crop: the models are fully convolutional.
+        m = 8 * scale
+        ly0, lx0 = max(y0 - m, 0) // scale, max(x0 - m, 0) // scale
+        ly1, lx1 = min(y0 + c + m, hr.shape[0]) // scale, min(x0 + c + m, hr.shape[1]) // scale
+        region = lr[ly0:ly1, lx0:lx1]
+        oy, ox = y0 - ly0 * scale, x0 - lx0 * scale
+        panels = [_nearest(lr[y0 // scale : (y0 + c) // scale, x0 // scale : (x0 + c) // scale], (c, c)),
+                  bicubic_rgb(region, (region.shape[0] * scale, region.shape[1] * scale))[oy : oy + c, ox : ox + c]]
+        labels = [f"LR x{scale}", "bicubic"]
+        for name, model in entries:
+            panels.append(upscale_rgb(model, region)[oy : oy + c, ox : ox + c])
+            labels.append(name)
+        panels.append(hr[y0 : y0 + c, x0 : x0 + c])
+        labels.append("HR")
+        rows.append(strip(panels, tuple(labels)))
+    width = max(r.shape[1] for r in rows)
+    return np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])

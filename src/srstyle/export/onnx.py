@@ -28,7 +28,9 @@ class ExportParityError(AssertionError):
 def export_sr_onnx(model: nn.Module, path: Path, *, opset: int = 18, metadata: dict[str, str] | None = None) -> Path:
     import onnx
 
-    model = model.eval().cpu()
+    from ..models import as_lr_model
+
+    model = as_lr_model(model).eval().cpu()
     channels = 1 if model.color == "y" else 3
     example = torch.rand(1, channels, 24, 32)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,10 +72,13 @@ def check_parity(model: nn.Module, path: Path, shape_hw: tuple[int, int] = (37, 
     """Compare PyTorch and onnxruntime on a random odd-sized input; raise if they differ beyond ``atol``."""
     import onnxruntime as ort
 
+    from ..models import as_lr_model
+
+    model = as_lr_model(model).eval().cpu()
     channels = 1 if model.color == "y" else 3
     x = torch.rand(2, channels, *shape_hw, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        expected = model.eval().cpu()(x).numpy()
+        expected = model(x).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     if got.shape != expected.shape:

@@ -57,3 +57,29 @@ def build_model(name: str, scale: int, **kwargs: Any) -> nn.Module:
 def model_info(name: str) -> dict[str, str]:
     cls = MODELS.get(name)
     return {"name": name, "input_kind": cls.input_kind, "color": cls.color}
+
+
+class LRInput(nn.Module):
+    """Wrap a model that expects a bicubic-upscaled input so it takes the LR image, like every other model.
+
+    Training, inference and ONNX export all upscale with this one definition (PyTorch bicubic), so the model
+    sees the same interpolation everywhere; the exported graph contains the Resize and takes LR directly.
+    """
+
+    input_kind = "lr"
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.scale, self.color = model.scale, model.color
+        self.registry_name = getattr(model, "registry_name", type(model).__name__)
+
+    def forward(self, x):
+        import torch.nn.functional as F
+
+        up = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False).clamp(0, 1)
+        return self.model(up)
+
+
+def as_lr_model(model: nn.Module) -> nn.Module:
+    return LRInput(model) if getattr(model, "input_kind", "lr") == "bicubic" else model

@@ -54,3 +54,21 @@ def cpu_rng_state() -> torch.Tensor:
 
 def restore_cpu_rng_state(state: torch.Tensor) -> None:
     torch.set_rng_state(state)
+
+
+def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    """Adam (betas from params) or SGD with momentum, as the recipe says."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+def clip_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg) -> None:
+    """Global-norm clipping, or VDSR's adjustable clipping: each gradient to [-c/lr, c/lr]."""
+    if not cfg.grad_clip:
+        return
+    if cfg.grad_clip_adjustable:
+        lr = optimizer.param_groups[0]["lr"]
+        torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip / lr)
+    else:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -28,7 +28,15 @@ from ..data.datasets import BatchSampler, PatchStore
 from ..data.patches import store_name
 from ..io import atomic_write, write_json
 from ..models import MODELS, build_model, model_info
-from .loop import fingerprint, load_checkpoint, save_checkpoint, seed_everything, select_device
+from .loop import (
+    clip_gradients,
+    fingerprint,
+    load_checkpoint,
+    make_optimizer,
+    save_checkpoint,
+    seed_everything,
+    select_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +54,12 @@ class TrainResult:
 
 
 def model_input(lr: torch.Tensor, input_kind: str, scale: int) -> torch.Tensor:
-    """Feed LR directly, or bicubic-upscaled first for the models that expect it (SRCNN, VDSR...)."""
+    """Feed LR directly, or bicubic-upscaled first for the models that expect it (SRCNN, VDSR...).
+
+    Same interpolation as :class:`srstyle.models.registry.LRInput`, which inference and export use.
+    """
     if input_kind == "bicubic":
-        return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0, 1)
+        return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
     return lr
 
 
@@ -83,22 +94,41 @@ def save_model_file(path: Path, name: str, scale: int, kwargs: dict, model: nn.M
 
 
 def load_model_file(path: Path | str, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the architecture from a trainer ``model.pt`` and load its weights (``weights_only``)."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     model = build_model(payload["arch"], payload["scale"], **payload["kwargs"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval()
 
 
-def _write_curve(path: Path, history: list[dict]) -> None:
+def write_curve(path: Path, history: list[dict]) -> None:
+    keys = ["step", "train_loss", "val_psnr"]
+    keys += sorted({k for row in history for k in row} - set(keys))
     with atomic_write(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "train_loss", "val_psnr"])
+        writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         for row in history:
             writer.writerow({k: row.get(k, "") for k in writer.fieldnames})
 
 
+def open_stores(patches_dir: Path, color: str, scale: int) -> tuple[PatchStore, PatchStore]:
+    name = store_name(color, scale)
+    try:
+        return PatchStore(patches_dir / "train" / name), PatchStore(patches_dir / "val" / name)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{exc}. The patches stage builds the {name} stores for every run in params.yaml `runs`") from None
+
+
+def compute_loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss_fn) -> torch.Tensor:
+    """The model's own training loss when it has one (DRCN's recursive supervision), else loss_fn."""
+    if hasattr(model, "training_loss"):
+        return model.training_loss(x, target, loss_fn)
+    return loss_fn(model(x), target)
+
+
 def train_sr(
     params: Params,
+    run_name: str,
     patches_dir: Path,
     out_dir: Path,
     *,
@@ -106,25 +136,28 @@ def train_sr(
     progress: bool = True,
     stop_after: int | None = None,
 ) -> TrainResult:
-    """Train ``params.train.model`` at ``params.train.scale``; write ``model.pt`` and metrics to ``out_dir``.
+    """Train the run ``runs.<run_name>``; write ``model.pt`` and metrics to ``out_dir``.
 
-    ``stop_after`` ends the process of training early (after that many steps in this call) as if it had
-    been interrupted; tests use it to check resume. ``tracking_root`` None disables MLflow.
+    ``stop_after`` ends training early (after that many steps in this call) as if it had been
+    interrupted; tests use it to check resume. ``tracking_root`` None disables MLflow.
     """
-    cfg = params.train
-    name, scale = cfg.model, cfg.scale
+    run_cfg = params.run(run_name)
+    cfg, name, scale = run_cfg.train, run_cfg.model, run_cfg.scale
     cls = MODELS.get(name)
+    if getattr(cls, "trainer", "supervised") == "adversarial":
+        from .srgan import train_srgan
+
+        return train_srgan(params, run_name, patches_dir, out_dir, tracking_root=tracking_root, progress=progress,
+                           stop_after=stop_after)
     kwargs = params.model_kwargs(name)
-    mode = cls.color
-    train_store = PatchStore(patches_dir / "train" / store_name(mode, scale))
-    val_store = PatchStore(patches_dir / "val" / store_name(mode, scale))
+    train_store, val_store = open_stores(patches_dir, cls.color, scale)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = select_device(cfg.device)
 
     seed_everything(params.seed)
     model = build_model(name, scale, **kwargs).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(model.parameters(), cfg)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.lr_milestones, gamma=cfg.lr_gamma)
     sampler = BatchSampler(len(train_store), cfg.batch_size, params.seed)
     augment_rng = np.random.default_rng(params.seed + 1)
@@ -157,14 +190,14 @@ def train_sr(
 
         mlflow = _mlflow
         experiment_id = tracking.setup(params.tracking, tracking_root)
-        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=out_dir.name)
+        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
         run_id = run.info.run_id
         if start == 0:
-            mlflow.log_params({"model": name, "scale": scale, "seed": params.seed, "device": str(device),
+            mlflow.log_params({"run": run_name, "model": name, "scale": scale, "seed": params.seed, "device": str(device),
                                **{f"train.{k}": v for k, v in cfg.model_dump().items()},
                                **{f"model.{k}": v for k, v in kwargs.items()},
                                "train_patches": len(train_store), "val_patches": len(val_store)})
-            mlflow.set_tags({"task": "super-resolution", "srstyle.fingerprint": fp})
+            mlflow.set_tags({"task": "super-resolution", "srstyle.run": run_name, "srstyle.fingerprint": fp})
         tracking.save_run_record(out_dir, run_id, experiment_id, mlflow.get_tracking_uri())
 
     def checkpoint(step: int) -> None:
@@ -182,9 +215,10 @@ def train_sr(
     for step in bar:
         lr, hr = train_store.batch(sampler.next_indices(), augment_rng if cfg.augment else None)
         lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
-        loss = loss_fn(model(model_input(lr, cls.input_kind, scale)), hr)
+        loss = compute_loss(model, model_input(lr, cls.input_kind, scale), hr, loss_fn)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        clip_gradients(model, optimizer, cfg)
         optimizer.step()
         scheduler.step()
         running += loss.detach().item()
@@ -222,7 +256,7 @@ def train_sr(
     )
     model.eval()
     save_model_file(out_dir / "model.pt", name, scale, kwargs, model, cfg.steps)
-    _write_curve(out_dir / "curve.csv", history)
+    write_curve(out_dir / "curve.csv", history)
     write_json({k: round(v, 6) if isinstance(v, float) else v for k, v in result.__dict__.items()},
                out_dir / "train_metrics.json")
     if mlflow is not None:

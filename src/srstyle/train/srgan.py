@@ -1,0 +1,181 @@
+"""SRGAN training (Ledig et al. 2017): MSE pre-training of the SRResNet generator, then adversarial training.
+
+Phase 1 (``pretrain_steps``): the generator alone on pixel MSE (this is SRResNet).
+Phase 2 (``steps``): alternate a discriminator step on  -log D(x) - log(1 - D(G(z)))  and a generator step on
+l_content + adversarial_weight * (-log D(G(z))), with l_content = MSE / VGG22 / VGG54.  Logged every
+``log_every`` steps: generator content and adversarial losses, discriminator loss, and the mean D(x) and
+D(G(z)): a D(x) stuck at 1 with D(G(z)) at 0 is the sign of a collapsed game.  Same exact-resume
+checkpoints as the supervised trainer (both networks, both optimisers, sampler and RNG states).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..config import Params
+from ..data.datasets import BatchSampler
+from ..io import write_json
+from ..losses import content_loss, discriminator_loss, generator_adversarial_loss
+from ..models import MODELS, build_model
+from ..models.sr.discriminator import SRGANDiscriminator
+from .loop import clip_gradients, fingerprint, load_checkpoint, make_optimizer, save_checkpoint, seed_everything, select_device
+from .sr import TrainResult, open_stores, save_model_file, validation_psnr, write_curve
+
+log = logging.getLogger(__name__)
+
+
+def train_srgan(
+    params: Params,
+    run_name: str,
+    patches_dir: Path,
+    out_dir: Path,
+    *,
+    tracking_root: Path | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    run_cfg = params.run(run_name)
+    cfg, name, scale = run_cfg.train, run_cfg.model, run_cfg.scale
+    cls = MODELS.get(name)
+    kwargs = params.model_kwargs(name)
+    train_store, val_store = open_stores(patches_dir, cls.color, scale)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = select_device(cfg.device)
+    total = cfg.pretrain_steps + cfg.steps
+
+    seed_everything(params.seed)
+    generator = build_model(name, scale, **kwargs).to(device)
+    discriminator = SRGANDiscriminator(patch_size=train_store.index["hr_size"]).to(device)
+    g_opt = make_optimizer(generator.parameters(), cfg)
+    d_opt = make_optimizer(discriminator.parameters(), cfg.model_copy(update={"lr": cfg.discriminator_lr or cfg.lr}))
+    content = content_loss(cfg.content_loss, params.perceptual.weights, params.perceptual.allow_random_init).to(device)
+    sampler = BatchSampler(len(train_store), cfg.batch_size, params.seed)
+    augment_rng = np.random.default_rng(params.seed + 1)
+
+    fp = fingerprint(cfg.model_dump(exclude={"device", "threads", "checkpoint_every", "log_every"}), kwargs,
+                     params.seed, train_store.index, val_store.index["count"], "srgan")
+    ckpt_path = out_dir / "checkpoints" / "last.pt"
+    start, history, run_id, running = 0, [], None, {}
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt is not None and ckpt.get("fingerprint") == fp:
+        generator.load_state_dict(ckpt["generator"])
+        discriminator.load_state_dict(ckpt["discriminator"])
+        g_opt.load_state_dict(ckpt["g_opt"])
+        d_opt.load_state_dict(ckpt["d_opt"])
+        sampler.load_state(json.loads(ckpt["sampler"]))
+        augment_rng.bit_generator.state = json.loads(ckpt["augment"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        start, history, running = int(ckpt["step"]), json.loads(ckpt["history"]), json.loads(ckpt["running"])
+        run_id = ckpt.get("run_id") or None
+        log.info("resuming %s from step %d", run_name, start)
+
+    mlflow = None
+    if tracking_root is not None:
+        import mlflow as _mlflow
+
+        from .. import tracking
+
+        mlflow = _mlflow
+        experiment_id = tracking.setup(params.tracking, tracking_root)
+        mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
+        run_id = mlflow.active_run().info.run_id
+        if start == 0:
+            mlflow.log_params({"run": run_name, "model": name, "scale": scale, "seed": params.seed, "device": str(device),
+                               "vgg_pretrained": getattr(getattr(content, "vgg", None), "pretrained", "n/a"),
+                               **{f"train.{k}": v for k, v in cfg.model_dump().items()},
+                               **{f"model.{k}": v for k, v in kwargs.items()}})
+            mlflow.set_tags({"task": "super-resolution", "srstyle.run": run_name, "srstyle.fingerprint": fp})
+        tracking.save_run_record(out_dir, run_id, experiment_id, mlflow.get_tracking_uri())
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(ckpt_path, {
+            "step": step, "fingerprint": fp, "run_id": run_id or "",
+            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
+            "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict(),
+            "sampler": json.dumps(sampler.state()), "augment": json.dumps(augment_rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(), "history": json.dumps(history), "running": json.dumps(running),
+        })
+
+    def accumulate(**values: float) -> None:
+        for k, v in values.items():
+            s, n = running.get(k, (0.0, 0))
+            running[k] = (s + v, n + 1)
+
+    generator.train()
+    discriminator.train()
+    end = total if stop_after is None else min(total, start + stop_after)
+    t0 = time.perf_counter()
+    bar = tqdm(range(start, end), initial=start, total=total, desc=f"train {run_name}", disable=not progress)
+    for step in bar:
+        lr, hr = train_store.batch(sampler.next_indices(), augment_rng if cfg.augment else None)
+        lr, hr = lr.to(device), hr.to(device)
+        if step < cfg.pretrain_steps:
+            loss = F.mse_loss(generator(lr), hr)
+            g_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients(generator, g_opt, cfg)
+            g_opt.step()
+            accumulate(train_loss=loss.item())
+        else:
+            sr = generator(lr)
+            real_logits, fake_logits = discriminator(hr), discriminator(sr.detach())
+            d_loss = discriminator_loss(real_logits, fake_logits)
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
+
+            fake_logits = discriminator(sr)
+            g_content = content(sr, hr)
+            g_adv = generator_adversarial_loss(fake_logits)
+            g_loss = g_content + cfg.adversarial_weight * g_adv
+            g_opt.zero_grad(set_to_none=True)
+            g_loss.backward()
+            clip_gradients(generator, g_opt, cfg)
+            g_opt.step()
+            accumulate(train_loss=g_loss.item(), g_content=g_content.item(), g_adversarial=g_adv.item(),
+                       d_loss=d_loss.item(), d_real=torch.sigmoid(real_logits).mean().item(),
+                       d_fake=torch.sigmoid(fake_logits).mean().item())
+        done = step + 1
+        if done % cfg.log_every == 0 or done == total:
+            row = {"step": done, **{k: s / n for k, (s, n) in running.items()}}
+            running = {}
+            if done % cfg.val_every == 0 or done == total:
+                row["val_psnr"] = validation_psnr(generator, val_store, device)
+                generator.train()
+            history.append(row)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "step"})
+            if mlflow is not None:
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "step"}, step=done)
+        if done % cfg.checkpoint_every == 0 or done == end:
+            checkpoint(done)
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    throughput = (end - start) * cfg.batch_size / elapsed if end > start else 0.0
+    if end < total:
+        if mlflow is not None:
+            mlflow.end_run(status="KILLED")
+        return TrainResult(end, math.nan, math.nan, math.nan, throughput, run_id)
+
+    val_rows = [r for r in history if "val_psnr" in r]
+    result = TrainResult(total, history[-1]["train_loss"], max(r["val_psnr"] for r in val_rows),
+                         val_rows[-1]["val_psnr"], throughput, run_id)
+    generator.eval()
+    save_model_file(out_dir / "model.pt", name, scale, kwargs, generator, total)
+    write_curve(out_dir / "curve.csv", history)
+    write_json({k: round(v, 6) if isinstance(v, float) else v for k, v in result.__dict__.items()}, out_dir / "train_metrics.json")
+    if mlflow is not None:
+        from .sr import _log_final
+
+        _log_final(mlflow, generator, val_store, out_dir, name, scale, result)
+        mlflow.end_run()
+    return result

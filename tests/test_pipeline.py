@@ -101,3 +101,28 @@ def test_cli_refuses_bad_input_naming_the_file(pipeline, tmp_path):
         main(["upscale", str(good), str(tmp_path / "o.png"), "--model", str(tmp_path / "missing.onnx")])
     with pytest.raises(SystemExit, match="nothing.png: no such file"):
         main(["upscale", str(tmp_path / "nothing.png"), str(tmp_path / "o.png"), "--model", model])
+
+
+@pytest.mark.parametrize("model, scale", [("edsr", 2), ("vdsr", 3)])
+def test_rgb_and_bicubic_input_models_through_the_stages(tmp_path, model, scale):
+    raw, validated = make_corpus(tmp_path / "data", n_train=2, n_val=1, size=(48, 60))
+    tiny = {"edsr": {"blocks": 1, "channels": 8}, "vdsr": {"depth": 3, "channels": 8}}[model]
+    params = parse_params({
+        "patches": {"scales": [], "modes": [], "hr_size": 24, "stride": 12},
+        "runs": {"r": {"model": model, "scale": scale}},
+        "train": {"steps": 6, "batch_size": 4, "val_every": 3, "log_every": 3, "checkpoint_every": 3, "threads": 1},
+        "models": {model: tiny},
+    })
+    color = "rgb" if model == "edsr" else "y"
+    counts = make_patches(validated, raw, tmp_path / "patches", params.patches, 0, 10**7, progress=False,
+                          extra_stores=[(color, scale)])
+    assert set(counts) == {f"train/{color}_x{scale}", f"val/{color}_x{scale}"}
+    train_sr(params, "r", tmp_path / "patches", tmp_path / "m", progress=False)
+    sr_model = load_sr_model(tmp_path / "m" / "model.pt")
+    metrics = evaluate_sr(sr_model, validated, raw, tmp_path / "eval", crop=24)
+    assert metrics["scale"] == scale and np.isfinite(metrics["psnr"])
+    report = export_and_check(load_model_file(tmp_path / "m" / "model.pt"), tmp_path / "onnx", "r", opset=18, atol=1e-4)
+    onnx_model = load_sr_model(tmp_path / "onnx" / report["file"])
+    rgb = photo(20, 26, seed=4)
+    a, b = upscale_rgb(onnx_model, rgb), upscale_rgb(sr_model, rgb)
+    assert a.shape == (20 * scale, 26 * scale, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1

@@ -92,6 +92,6 @@ def check_parity(model: nn.Module, path: Path, shape_hw: tuple[int, int] = (37, 
 
 def export_and_check(model: nn.Module, out_dir: Path, name: str, *, opset: int, atol: float, metadata: dict | None = None) -> dict:
     path = export_sr_onnx(model, out_dir / f"{name}.onnx", opset=opset, metadata=metadata)
-    report = {"file": path.name, "bytes": path.stat().st_size, "opset": opset, **check_parity(model, path, atol=atol)}
-    write_json(report, out_dir / "export.json")
-    return report
+    report = {"bytes": path.stat().st_size, "opset": opset, **check_parity(model, path, atol=atol)}
+    write_json(report, out_dir / "export.json")  # a DVC metrics file: numbers only
+    return {"file": path.name, **report}

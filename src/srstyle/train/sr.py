@@ -168,6 +168,7 @@ def train_sr(
     ckpt_path = out_dir / "checkpoints" / "last.pt"
     start, history, run_id = 0, [], None
     running, seen = 0.0, 0  # loss sum and count since the last logged row
+    seconds_before, t0 = 0.0, time.perf_counter()  # training time, summed over resumed sessions
     ckpt = load_checkpoint(ckpt_path)
     if ckpt is not None and ckpt.get("fingerprint") == fp:
         model.load_state_dict(ckpt["model"])
@@ -178,6 +179,7 @@ def train_sr(
         torch.set_rng_state(ckpt["torch_rng"])
         start, history, run_id = int(ckpt["step"]), json.loads(ckpt["history"]), ckpt.get("run_id") or None
         running, seen = json.loads(ckpt["running"])
+        seconds_before = float(ckpt.get("seconds", 0.0))
         log.info("resuming %s from step %d (%s)", name, start, ckpt_path)
     elif ckpt is not None:
         log.info("ignoring %s: it was made with a different configuration", ckpt_path)
@@ -205,7 +207,8 @@ def train_sr(
             "step": step, "fingerprint": fp, "run_id": run_id or "",
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "sampler": json.dumps(sampler.state()), "augment": json.dumps(augment_rng.bit_generator.state),
-            "torch_rng": torch.get_rng_state(), "history": json.dumps(history), "running": json.dumps([running, seen]),
+            "torch_rng": torch.get_rng_state(), "history": json.dumps(history),
+            "seconds": seconds_before + time.perf_counter() - t0, "running": json.dumps([running, seen]),
         })
 
     model.train()
@@ -236,9 +239,8 @@ def train_sr(
         if done % cfg.checkpoint_every == 0 or done == end:
             checkpoint(done)
     bar.close()
-    elapsed = time.perf_counter() - t0
-    steps_run = end - start
-    throughput = steps_run * cfg.batch_size / elapsed if steps_run else 0.0
+    seconds = seconds_before + time.perf_counter() - t0
+    throughput = end * cfg.batch_size / seconds if seconds > 0 else 0.0
 
     if end < cfg.steps:  # interrupted on purpose (tests): state is checkpointed, nothing final written
         if mlflow is not None:
@@ -257,7 +259,7 @@ def train_sr(
     model.eval()
     save_model_file(out_dir / "model.pt", name, scale, kwargs, model, cfg.steps)
     write_curve(out_dir / "curve.csv", history)
-    write_json({k: round(v, 6) if isinstance(v, float) else v for k, v in result.__dict__.items()},
+    write_json({k: round(v, 6) if isinstance(v, float) else v for k, v in result.__dict__.items() if k != "run_id"},
                out_dir / "train_metrics.json")
     if mlflow is not None:
         _log_final(mlflow, model, val_store, out_dir, name, scale, result)

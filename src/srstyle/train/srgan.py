@@ -66,6 +66,7 @@ def train_srgan(
                      params.seed, train_store.index, val_store.index["count"], "srgan")
     ckpt_path = out_dir / "checkpoints" / "last.pt"
     start, history, run_id, running = 0, [], None, {}
+    seconds_before, t0 = 0.0, time.perf_counter()
     ckpt = load_checkpoint(ckpt_path)
     if ckpt is not None and ckpt.get("fingerprint") == fp:
         generator.load_state_dict(ckpt["generator"])
@@ -76,6 +77,7 @@ def train_srgan(
         augment_rng.bit_generator.state = json.loads(ckpt["augment"])
         torch.set_rng_state(ckpt["torch_rng"])
         start, history, running = int(ckpt["step"]), json.loads(ckpt["history"]), json.loads(ckpt["running"])
+        seconds_before = float(ckpt.get("seconds", 0.0))
         run_id = ckpt.get("run_id") or None
         log.info("resuming %s from step %d", run_name, start)
 
@@ -103,7 +105,8 @@ def train_srgan(
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
             "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict(),
             "sampler": json.dumps(sampler.state()), "augment": json.dumps(augment_rng.bit_generator.state),
-            "torch_rng": torch.get_rng_state(), "history": json.dumps(history), "running": json.dumps(running),
+            "torch_rng": torch.get_rng_state(), "history": json.dumps(history),
+            "seconds": seconds_before + time.perf_counter() - t0, "running": json.dumps(running),
         })
 
     def accumulate(**values: float) -> None:
@@ -159,8 +162,8 @@ def train_srgan(
         if done % cfg.checkpoint_every == 0 or done == end:
             checkpoint(done)
     bar.close()
-    elapsed = time.perf_counter() - t0
-    throughput = (end - start) * cfg.batch_size / elapsed if end > start else 0.0
+    seconds = seconds_before + time.perf_counter() - t0
+    throughput = end * cfg.batch_size / seconds if seconds > 0 else 0.0
     if end < total:
         if mlflow is not None:
             mlflow.end_run(status="KILLED")
@@ -172,7 +175,7 @@ def train_srgan(
     generator.eval()
     save_model_file(out_dir / "model.pt", name, scale, kwargs, generator, total)
     write_curve(out_dir / "curve.csv", history)
-    write_json({k: round(v, 6) if isinstance(v, float) else v for k, v in result.__dict__.items()}, out_dir / "train_metrics.json")
+    write_json({k: round(v, 6) if isinstance(v, float) else v for k, v in result.__dict__.items() if k != "run_id"}, out_dir / "train_metrics.json")
     if mlflow is not None:
         from .sr import _log_final
 

@@ -27,6 +27,7 @@ def _upscale(args: argparse.Namespace) -> int:
         model = load_sr_model(args.model, threads=args.threads)
     except ModelLoadError as exc:
         raise SystemExit(f"srstyle upscale: {exc}") from None
+    model.tile, model.overlap, model.ensemble = args.tile, args.overlap, args.ensemble
     result = upscale_rgb(model, rgb)
     save_png(result, out)
     print(f"{args.input} {rgb.shape[1]}x{rgb.shape[0]} -> {out} {result.shape[1]}x{result.shape[0]} (x{model.scale}, {model.source})")
@@ -38,6 +39,22 @@ def _models(args: argparse.Namespace) -> int:
 
     for name in MODELS.names():
         print(model_info(name))
+    return 0
+
+
+def _import_weights(args: argparse.Namespace) -> int:
+    import json
+
+    from .models.import_weights import WeightImportError, import_weights
+    from .train.sr import save_model_file
+
+    kwargs = json.loads(args.kwargs) if args.kwargs else {}
+    try:
+        model = import_weights(args.model, args.scale, args.file, layout=args.layout, **kwargs)
+    except WeightImportError as exc:
+        raise SystemExit(f"srstyle import-weights: {args.file}: {exc}") from None
+    save_model_file(Path(args.out), args.model, args.scale, kwargs, model, step=0)
+    print(f"{args.file} -> {args.out} ({args.model} x{args.scale}, {sum(p.numel() for p in model.parameters())} parameters)")
     return 0
 
 
@@ -80,7 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--model", required=True, help="an .onnx file, a trainer model.pt, or an MLflow URI (runs:/..., models:/...)")
     up.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
     up.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse inputs larger than this")
+    up.add_argument("--tile", type=int, default=512, help="LR tile side for bounded-memory inference (0 = whole image)")
+    up.add_argument("--overlap", type=int, default=None, help="LR context per tile side (default: the model's receptive radius)")
+    up.add_argument("--ensemble", action="store_true", help="x8 geometric self-ensemble (EDSR+ style; 8x slower)")
     up.set_defaults(func=_upscale)
+
+    imp = sub.add_parser("import-weights", help="convert official pretrained weights into a model.pt")
+    imp.add_argument("model", help="architecture name (edsr, srresnet, espcn, ...)")
+    imp.add_argument("file", help="the released state dict (.pt/.pth)")
+    imp.add_argument("--scale", type=int, required=True)
+    imp.add_argument("--out", required=True, help="model.pt to write (usable by upscale, evaluate, export)")
+    imp.add_argument("--layout", choices=["edsr", "ordered"], default=None, help="default: edsr for edsr, else ordered")
+    imp.add_argument("--kwargs", default="", help='constructor arguments as JSON, e.g. \'{"config": "paper"}\'')
+    imp.set_defaults(func=_import_weights)
 
     prof = sub.add_parser("profile-args", help="print `dvc exp run` -S flags for a params profile (e.g. profiles/paper.yaml)")
     prof.add_argument("profile")

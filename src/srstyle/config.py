@@ -135,6 +135,13 @@ class EvaluateConfig(_Strict):
     crop_size: int = Field(96, gt=0)
 
 
+class BenchmarkConfig(_Strict):
+    # embedded (the validation photos), set5, set14, b100, urban100, div2k_val, or names under `local`.
+    datasets: list[str] = Field(default_factory=lambda: ["embedded"])
+    local: dict[str, str] = Field(default_factory=dict)
+    degradation: Literal["matlab", "pil"] = "matlab"
+
+
 class ExportConfig(_Strict):
     opset: int = Field(18, ge=13)
     atol: float = Field(1e-4, gt=0)
@@ -159,6 +166,7 @@ class Params(_Strict):
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     perceptual: PerceptualConfig = PerceptualConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
     export: ExportConfig = ExportConfig()
     tracking: TrackingConfig = TrackingConfig()
 

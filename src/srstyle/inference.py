@@ -26,13 +26,32 @@ class ModelLoadError(ValueError):
 
 @dataclass
 class SRModel:
-    """A callable on float32 (N,C,h,w) arrays in [0, 1] returning (N,C,h*s,w*s), with its conventions."""
+    """A callable on float32 (N,C,h,w) arrays in [0, 1] returning (N,C,h*s,w*s), with its conventions.
+
+    ``tile`` > 0 runs large inputs tile by tile with ``overlap`` LR pixels of context (bounded memory, same
+    output when the overlap covers ``receptive_radius``); ``ensemble`` averages the x8 flips/rotations.
+    """
 
     run: Callable[[np.ndarray], np.ndarray]
     scale: int
     color: str  # "y" or "rgb"
     input_kind: str  # always "lr": models fed a bicubic upscale carry the Resize inside (LRInput)
     source: str
+    receptive_radius: int | None = None
+    tile: int = 0
+    overlap: int | None = None
+    ensemble: bool = False
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        from .tiling import run_tiled, self_ensemble
+
+        def once(a: np.ndarray) -> np.ndarray:
+            if self.tile and max(a.shape[2:]) > self.tile:
+                overlap = self.overlap if self.overlap is not None else (self.receptive_radius or 16)
+                return run_tiled(self.run, a, self.scale, self.tile, overlap)
+            return self.run(a)
+
+        return self_ensemble(once, x) if self.ensemble else once(x)
 
 
 def _onnx_model(path: Path, threads: int = 0) -> SRModel:
@@ -53,19 +72,22 @@ def _onnx_model(path: Path, threads: int = 0) -> SRModel:
 
     if meta.get("input_kind", "lr") != "lr":
         raise ModelLoadError(f"{path}: expects input {meta['input_kind']!r}; re-export it with srstyle (LR input)")
-    return SRModel(run, int(meta["scale"]), meta.get("color", "y"), "lr", str(path))
+    radius = int(meta["receptive_radius"]) if "receptive_radius" in meta else None
+    return SRModel(run, int(meta["scale"]), meta.get("color", "y"), "lr", str(path), receptive_radius=radius)
 
 
 def _torch_model(module: torch.nn.Module, source: str) -> SRModel:
     from .models import as_lr_model
+    from .tiling import receptive_radius
 
     module = as_lr_model(module).eval()
+    radius = receptive_radius(module, 1 if module.color == "y" else 3)
 
     @torch.no_grad()
     def run(x: np.ndarray) -> np.ndarray:
         return module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
-    return SRModel(run, int(module.scale), module.color, module.input_kind, source)
+    return SRModel(run, int(module.scale), module.color, module.input_kind, source, receptive_radius=radius)
 
 
 def _from_mlflow(uri: str, threads: int) -> SRModel:
@@ -109,7 +131,7 @@ def load_sr_model(spec: str | Path, threads: int = 0) -> SRModel:
 def super_resolve_y(model: SRModel, y: np.ndarray) -> np.ndarray:
     """LR luma (H,W) on the 0-255 scale -> SR luma (H*s,W*s) on the 0-255 scale, float32, unclipped."""
     x = y.astype(np.float32) / 255.0
-    return model.run(x[None, None])[0, 0] * 255.0
+    return model.predict(x[None, None])[0, 0] * 255.0
 
 
 def upscale_rgb(model: SRModel, rgb: np.ndarray) -> np.ndarray:
@@ -118,7 +140,7 @@ def upscale_rgb(model: SRModel, rgb: np.ndarray) -> np.ndarray:
     size = (h * model.scale, w * model.scale)
     if model.color == "rgb":
         x = rgb.astype(np.float32).transpose(2, 0, 1)[None] / 255.0
-        return to_uint8(model.run(x)[0].transpose(1, 2, 0), 255.0)
+        return to_uint8(model.predict(x)[0].transpose(1, 2, 0), 255.0)
     ycbcr = rgb_to_ycbcr(rgb)
     out = np.empty((*size, 3), dtype=np.float64)
     out[..., 0] = super_resolve_y(model, ycbcr[..., 0])

@@ -81,3 +81,20 @@ def resume_run(model_dir: Path, cfg: TrackingConfig, root: Path) -> Iterator:
     else:
         with mlflow.start_run(run_name=model_dir.name, tags={"srstyle.training_run": record.get("run_id", "")}) as run:
             yield run
+
+
+def start_training_run(cfg: TrackingConfig, root: Path, out_dir: Path, run_name: str, run_id: str | None,
+                       first: bool, params: dict, tags: dict):
+    """Start (or, on resume, re-open) the MLflow run of a training; log params/tags once; record its id.
+
+    Returns the MLflow run id; the caller ends the run.
+    """
+    import mlflow
+
+    experiment_id = setup(cfg, root)
+    run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
+    if first:
+        mlflow.log_params(params)
+        mlflow.set_tags(tags)
+    save_run_record(out_dir, run.info.run_id, experiment_id, mlflow.get_tracking_uri())
+    return run.info.run_id

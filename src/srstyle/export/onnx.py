@@ -50,8 +50,11 @@ def export_sr_onnx(model: nn.Module, path: Path, *, opset: int = 18, metadata: d
             verbose=False,
         )
     proto = program.model_proto
+    from ..tiling import receptive_radius
+
     meta = {
         "scale": str(model.scale),
+        "receptive_radius": str(receptive_radius(model, channels)),
         "color": model.color,
         "input_kind": model.input_kind,
         "arch": getattr(model, "registry_name", type(model).__name__),

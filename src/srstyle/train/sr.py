@@ -186,21 +186,16 @@ def train_sr(
 
     mlflow = None
     if tracking_root is not None:
-        import mlflow as _mlflow
+        import mlflow
 
-        from .. import tracking
+        from ..tracking import start_training_run
 
-        mlflow = _mlflow
-        experiment_id = tracking.setup(params.tracking, tracking_root)
-        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
-        run_id = run.info.run_id
-        if start == 0:
-            mlflow.log_params({"run": run_name, "model": name, "scale": scale, "seed": params.seed, "device": str(device),
-                               **{f"train.{k}": v for k, v in cfg.model_dump().items()},
-                               **{f"model.{k}": v for k, v in kwargs.items()},
-                               "train_patches": len(train_store), "val_patches": len(val_store)})
-            mlflow.set_tags({"task": "super-resolution", "srstyle.run": run_name, "srstyle.fingerprint": fp})
-        tracking.save_run_record(out_dir, run_id, experiment_id, mlflow.get_tracking_uri())
+        logged = {"run": run_name, "model": name, "scale": scale, "seed": params.seed, "device": str(device),
+                  **{f"train.{k}": v for k, v in cfg.model_dump().items()},
+                  **{f"model.{k}": v for k, v in kwargs.items()},
+                  "train_patches": len(train_store), "val_patches": len(val_store)}
+        tags = {"task": "super-resolution", "srstyle.run": run_name, "srstyle.fingerprint": fp}
+        run_id = start_training_run(params.tracking, tracking_root, out_dir, run_name, run_id, start == 0, logged, tags)
 
     def checkpoint(step: int) -> None:
         save_checkpoint(ckpt_path, {

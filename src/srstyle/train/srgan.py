@@ -83,21 +83,16 @@ def train_srgan(
 
     mlflow = None
     if tracking_root is not None:
-        import mlflow as _mlflow
+        import mlflow
 
-        from .. import tracking
+        from ..tracking import start_training_run
 
-        mlflow = _mlflow
-        experiment_id = tracking.setup(params.tracking, tracking_root)
-        mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
-        run_id = mlflow.active_run().info.run_id
-        if start == 0:
-            mlflow.log_params({"run": run_name, "model": name, "scale": scale, "seed": params.seed, "device": str(device),
-                               "vgg_pretrained": getattr(getattr(content, "vgg", None), "pretrained", "n/a"),
-                               **{f"train.{k}": v for k, v in cfg.model_dump().items()},
-                               **{f"model.{k}": v for k, v in kwargs.items()}})
-            mlflow.set_tags({"task": "super-resolution", "srstyle.run": run_name, "srstyle.fingerprint": fp})
-        tracking.save_run_record(out_dir, run_id, experiment_id, mlflow.get_tracking_uri())
+        logged = {"run": run_name, "model": name, "scale": scale, "seed": params.seed, "device": str(device),
+                  **{f"train.{k}": v for k, v in cfg.model_dump().items()},
+                  **{f"model.{k}": v for k, v in kwargs.items()},
+                  "vgg_pretrained": getattr(getattr(content, "vgg", None), "pretrained", "n/a")}
+        tags = {"task": "super-resolution", "srstyle.run": run_name, "srstyle.fingerprint": fp}
+        run_id = start_training_run(params.tracking, tracking_root, out_dir, run_name, run_id, start == 0, logged, tags)
 
     def checkpoint(step: int) -> None:
         save_checkpoint(ckpt_path, {

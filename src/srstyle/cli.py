@@ -42,6 +42,16 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _promote(args: argparse.Namespace) -> int:
+    from .config import load_params
+    from .paths import DataPaths, project_root
+    from .registry import promote_runs
+
+    root = project_root()
+    promote_runs(load_params(args.params), DataPaths(root), root)
+    return 0
+
+
 def _import_weights(args: argparse.Namespace) -> int:
     import json
 
@@ -101,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--overlap", type=int, default=None, help="LR context per tile side (default: the model's receptive radius)")
     up.add_argument("--ensemble", action="store_true", help="x8 geometric self-ensemble (EDSR+ style; 8x slower)")
     up.set_defaults(func=_upscale)
+
+    pro = sub.add_parser("promote", help="register the runs' models in MLflow and move `champion` if a challenger wins")
+    pro.add_argument("--params", default="params.yaml")
+    pro.set_defaults(func=_promote)
 
     imp = sub.add_parser("import-weights", help="convert official pretrained weights into a model.pt")
     imp.add_argument("model", help="architecture name (edsr, srresnet, espcn, ...)")

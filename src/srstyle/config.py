@@ -142,6 +142,21 @@ class BenchmarkConfig(_Strict):
     degradation: Literal["matlab", "pil"] = "matlab"
 
 
+class PromoteConfig(_Strict):
+    # champion moves only when the challenger's validation PSNR beats it by more than this (dB).
+    margin_db: float = Field(0.05, ge=0)
+
+
+class ServingConfig(_Strict):
+    max_pixels: int = Field(4_000_000, gt=0)       # input pixels (before upscaling)
+    max_request_bytes: int = Field(20_000_000, gt=0)
+    allowed_formats: list[str] = Field(default_factory=lambda: ["PNG", "JPEG", "WEBP", "BMP", "TIFF"])
+    tile: int = Field(256, ge=0)                    # LR tile side for large inputs (0 = whole image)
+    threads: int = Field(0, ge=0)                   # onnxruntime intra-op threads (0 = default)
+    max_batch_size: int = Field(8, gt=0)
+    max_latency_ms: int = Field(1000, gt=0)
+
+
 class ExportConfig(_Strict):
     opset: int = Field(18, ge=13)
     atol: float = Field(1e-4, gt=0)
@@ -167,6 +182,8 @@ class Params(_Strict):
     perceptual: PerceptualConfig = PerceptualConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
+    promote: PromoteConfig = PromoteConfig()
+    serving: ServingConfig = ServingConfig()
     export: ExportConfig = ExportConfig()
     tracking: TrackingConfig = TrackingConfig()
 

@@ -1,0 +1,1 @@
+"""BentoML serving of the champion models (``bentoml serve srstyle.serving.service:SRService``)."""

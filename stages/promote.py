@@ -1,0 +1,12 @@
+"""DVC stage `promote`: register every run's ONNX model in the MLflow registry (one registered model per
+scale, e.g. sr-x3) and move `champion` only when a challenger beats it on validation PSNR by promote.margin_db."""
+
+from srstyle.config import load_params
+from srstyle.logs import setup_logging
+from srstyle.paths import DataPaths, project_root
+from srstyle.registry import promote_runs
+
+if __name__ == "__main__":
+    setup_logging()
+    root = project_root()
+    promote_runs(load_params(), DataPaths(root), root)

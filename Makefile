@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := true
 
-.PHONY: install run test test-all bench upscale-demo clean-outputs
+.PHONY: install run test test-all bench upscale-demo serve package
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,3 +36,12 @@ bench: install
 
 upscale-demo: install
 	srstyle upscale data/raw/val/chelsea.png chelsea_x3.png --model data/onnx/espcn_x3/espcn_x3.onnx
+
+## Serve the champion models on 127.0.0.1:3000 (from the MLflow registry filled by `make run`).
+serve: install
+	bentoml serve srstyle.serving.service:SRService --host 127.0.0.1 --port 3000
+
+## Build a Bento with the current champions (offline).
+package: install
+	srstyle export-champions --out serve_models
+	BENTOML_DO_NOT_TRACK=true bentoml build -f bentofile.yaml

@@ -52,6 +52,16 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_champions(args: argparse.Namespace) -> int:
+    from .config import load_params
+    from .paths import project_root
+    from .registry import export_champions
+
+    written = export_champions(args.out, load_params(args.params).tracking, project_root())
+    print("\n".join(written) or "no champion registered (run `dvc repro` first)")
+    return 0 if written else 1
+
+
 def _import_weights(args: argparse.Namespace) -> int:
     import json
 
@@ -115,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     pro = sub.add_parser("promote", help="register the runs' models in MLflow and move `champion` if a challenger wins")
     pro.add_argument("--params", default="params.yaml")
     pro.set_defaults(func=_promote)
+
+    exp = sub.add_parser("export-champions", help="copy the champion ONNX models out of the MLflow registry")
+    exp.add_argument("--out", default="serve_models")
+    exp.add_argument("--params", default="params.yaml")
+    exp.set_defaults(func=_export_champions)
 
     imp = sub.add_parser("import-weights", help="convert official pretrained weights into a model.pt")
     imp.add_argument("model", help="architecture name (edsr, srresnet, espcn, ...)")

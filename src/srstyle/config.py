@@ -154,7 +154,7 @@ class ServingConfig(_Strict):
     tile: int = Field(256, ge=0)                    # LR tile side for large inputs (0 = whole image)
     threads: int = Field(0, ge=0)                   # onnxruntime intra-op threads (0 = default)
     max_batch_size: int = Field(8, gt=0)
-    max_latency_ms: int = Field(1000, gt=0)
+    max_latency_ms: int = Field(10000, gt=0)
 
 
 class ExportConfig(_Strict):

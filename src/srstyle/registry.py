@@ -120,3 +120,33 @@ def promote_runs(params, paths, root) -> dict:
                           "champion_psnr": decision.champion_score, "margin_db": decision.margin}
     write_json(decisions, paths.data / "registry" / "decisions.json")
     return decisions
+
+
+def export_champions(out_dir, tracking_cfg, root) -> list[str]:
+    """Copy the ONNX file of every ``sr-x*@champion`` into ``out_dir`` (what `make package` bundles)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    from .tracking import setup
+
+    setup(tracking_cfg, root)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for rm in _client().search_registered_models():
+        if not rm.name.startswith("sr-x"):
+            continue
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{rm.name}@{CHAMPION}",
+                                                             dst_path=tempfile.mkdtemp(prefix="srstyle-")))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s has no champion to package: %s", rm.name, exc)
+            continue
+        onnx_file = next(local.rglob("*.onnx"))
+        target = out_dir / f"{rm.name}.onnx"
+        shutil.copyfile(onnx_file, target)
+        written.append(str(target))
+    return written

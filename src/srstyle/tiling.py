@@ -16,24 +16,37 @@ import torch
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-def run_tiled(run: Runner, x: np.ndarray, scale: int, tile: int = 128, overlap: int = 16) -> np.ndarray:
-    """Apply ``run`` to (N, C, H, W) ``x`` tile by tile; returns (N, C, H*scale, W*scale) float32."""
+def tile_boxes(h: int, w: int, tile: int, overlap: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+    """(kept box, padded box) pairs, each (y0, y1, x0, x1) in input pixels, covering an h x w image."""
     if tile <= 0 or overlap < 0:
         raise ValueError(f"tile must be > 0 and overlap >= 0 (got tile={tile}, overlap={overlap})")
-    n, c, h, w = x.shape
-    out: np.ndarray | None = None
+    boxes = []
     for y0 in range(0, h, tile):
         for x0 in range(0, w, tile):
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            py0, px0 = max(y0 - overlap, 0), max(x0 - overlap, 0)
-            py1, px1 = min(y1 + overlap, h), min(x1 + overlap, w)
-            patch = run(np.ascontiguousarray(x[:, :, py0:py1, px0:px1]))
-            if out is None:
-                out = np.empty((n, patch.shape[1], h * scale, w * scale), dtype=np.float32)
-            oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
-            out[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = patch[
-                :, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale
-            ]
+            padded = (max(y0 - overlap, 0), min(y1 + overlap, h), max(x0 - overlap, 0), min(x1 + overlap, w))
+            boxes.append(((y0, y1, x0, x1), padded))
+    return boxes
+
+
+def place_tile(out: np.ndarray, result: np.ndarray, kept: tuple, padded: tuple, scale: int) -> None:
+    """Copy the kept centre of one tile's output into ``out``."""
+    y0, y1, x0, x1 = kept
+    oy, ox = (y0 - padded[0]) * scale, (x0 - padded[2]) * scale
+    out[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = result[
+        :, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale
+    ]
+
+
+def run_tiled(run: Runner, x: np.ndarray, scale: int, tile: int = 128, overlap: int = 16) -> np.ndarray:
+    """Apply ``run`` to (N, C, H, W) ``x`` tile by tile; returns (N, C, H*scale, W*scale) float32."""
+    n, c, h, w = x.shape
+    out: np.ndarray | None = None
+    for kept, (py0, py1, px0, px1) in tile_boxes(h, w, tile, overlap):
+        result = run(np.ascontiguousarray(x[:, :, py0:py1, px0:px1]))
+        if out is None:
+            out = np.empty((n, result.shape[1], h * scale, w * scale), dtype=np.float32)
+        place_tile(out, result, kept, (py0, py1, px0, px1), scale)
     assert out is not None
     return out
 

@@ -29,7 +29,7 @@ class ServedModel:
     metrics: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> dict:
-        return {"name": self.name, "scale": self.scale, "source": self.source, "version": self.version,
+        return {"name": self.name, "scale": self.scale, "color": self.model.color, "source": self.source, "version": self.version,
                 "metrics": self.metrics, "receptive_radius": self.model.receptive_radius}
 
 
@@ -69,7 +69,11 @@ def _from_registry(threads: int) -> Catalog:
     from ..tracking import tracking_uri
 
     catalog = Catalog()
-    mlflow.set_tracking_uri(tracking_uri(TrackingConfig(), project_root()))
+    uri = tracking_uri(TrackingConfig(), project_root())
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        catalog.errors.append(f"no MLflow store at {uri} (run `dvc repro` first, or set MLFLOW_TRACKING_URI)")
+        return catalog
+    mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     try:
         registered = client.search_registered_models()

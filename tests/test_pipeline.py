@@ -126,3 +126,29 @@ def test_rgb_and_bicubic_input_models_through_the_stages(tmp_path, model, scale)
     rgb = photo(20, 26, seed=4)
     a, b = upscale_rgb(onnx_model, rgb), upscale_rgb(sr_model, rgb)
     assert a.shape == (20 * scale, 26 * scale, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_profile_args_flatten_to_shell_safe_dvc_flags(tmp_path):
+    from pathlib import Path
+
+    from srstyle.cli import profile_args
+
+    flags = profile_args(Path(__file__).resolve().parents[1] / "profiles" / "paper.yaml")
+    pairs = dict(f.split("=", 1) for f in flags[1::2])
+    assert flags[0::2] == ["-S"] * len(pairs)
+    assert pairs["recipes.edsr.loss"] == "l1" and pairs["models.edsr.config"] == "paper"
+    assert pairs["recipes.vdsr.lr_milestones"] == "[20000,40000,60000]"
+    assert not any(" " in f for f in flags)
+    # Every key the profile sets must exist in the params schema (a typo would only fail on the GPU box).
+    from srstyle.config import parse_params
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    for key, value in pairs.items():
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    params = parse_params(raw)
+    assert params.run("espcn_x3").train.steps == 100000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import json
 import os
 import random
@@ -72,3 +73,58 @@ def clip_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg
         torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip / lr)
     else:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+
+
+class Progress:
+    """Everything besides the networks and optimisers that an exactly resumed training must restore:
+    the batch sampler, the augmentation and torch RNGs, the logged history, the running means since the
+    last logged row, the MLflow run id and the training time summed over sessions."""
+
+    def __init__(self, n_patches: int, batch_size: int, seed: int):
+        from ..data.datasets import BatchSampler
+
+        self.sampler = BatchSampler(n_patches, batch_size, seed)
+        self.augment = np.random.default_rng(seed + 1)
+        self.step = 0
+        self.history: list[dict] = []
+        self.run_id: str | None = None
+        self.running: dict[str, list[float]] = {}
+        self._seconds_before = 0.0
+        self._t0 = time.perf_counter()
+
+    def start_clock(self) -> None:
+        self._t0 = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return self._seconds_before + time.perf_counter() - self._t0
+
+    def accumulate(self, **values: float) -> None:
+        for key, value in values.items():
+            total = self.running.setdefault(key, [0.0, 0])
+            total[0] += value
+            total[1] += 1
+
+    def pop_means(self) -> dict[str, float]:
+        means = {k: s / n for k, (s, n) in self.running.items() if n}
+        self.running = {}
+        return means
+
+    def state(self) -> dict:
+        return {
+            "step": self.step, "run_id": self.run_id or "",
+            "sampler": json.dumps(self.sampler.state()), "augment": json.dumps(self.augment.bit_generator.state),
+            "torch_rng": torch.get_rng_state(), "history": json.dumps(self.history),
+            "running": json.dumps(self.running), "seconds": self.seconds,
+        }
+
+    def load(self, ckpt: dict) -> None:
+        self.step = int(ckpt["step"])
+        self.run_id = ckpt.get("run_id") or None
+        self.sampler.load_state(json.loads(ckpt["sampler"]))
+        self.augment.bit_generator.state = json.loads(ckpt["augment"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        self.history = json.loads(ckpt["history"])
+        running = json.loads(ckpt["running"])
+        self.running = running if isinstance(running, dict) else {}  # older checkpoints stored a pair
+        self._seconds_before = float(ckpt.get("seconds", 0.0))

@@ -9,14 +9,11 @@ uninterrupted run. Loss and validation PSNR go to MLflow and to ``curve.csv`` (a
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,11 +21,12 @@ from tqdm.auto import tqdm
 
 from ..color import rgb_to_y
 from ..config import Params
-from ..data.datasets import BatchSampler, PatchStore
+from ..data.datasets import PatchStore
 from ..data.patches import store_name
 from ..io import atomic_write, write_json
 from ..models import MODELS, build_model, model_info
 from .loop import (
+    Progress,
     clip_gradients,
     fingerprint,
     load_checkpoint,
@@ -159,30 +157,22 @@ def train_sr(
     model = build_model(name, scale, **kwargs).to(device)
     optimizer = make_optimizer(model.parameters(), cfg)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.lr_milestones, gamma=cfg.lr_gamma)
-    sampler = BatchSampler(len(train_store), cfg.batch_size, params.seed)
-    augment_rng = np.random.default_rng(params.seed + 1)
+    progress_state = Progress(len(train_store), cfg.batch_size, params.seed)
     loss_fn = LOSSES[cfg.loss]
 
     fp = fingerprint(cfg.model_dump(exclude={"device", "threads", "checkpoint_every", "log_every"}), kwargs,
                      params.seed, train_store.index, val_store.index["count"])
     ckpt_path = out_dir / "checkpoints" / "last.pt"
-    start, history, run_id = 0, [], None
-    running, seen = 0.0, 0  # loss sum and count since the last logged row
-    seconds_before, t0 = 0.0, time.perf_counter()  # training time, summed over resumed sessions
     ckpt = load_checkpoint(ckpt_path)
     if ckpt is not None and ckpt.get("fingerprint") == fp:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        sampler.load_state(json.loads(ckpt["sampler"]))
-        augment_rng.bit_generator.state = json.loads(ckpt["augment"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        start, history, run_id = int(ckpt["step"]), json.loads(ckpt["history"]), ckpt.get("run_id") or None
-        running, seen = json.loads(ckpt["running"])
-        seconds_before = float(ckpt.get("seconds", 0.0))
-        log.info("resuming %s from step %d (%s)", name, start, ckpt_path)
+        progress_state.load(ckpt)
+        log.info("resuming %s from step %d (%s)", name, progress_state.step, ckpt_path)
     elif ckpt is not None:
         log.info("ignoring %s: it was made with a different configuration", ckpt_path)
+    start, history = progress_state.step, progress_state.history
 
     mlflow = None
     if tracking_root is not None:
@@ -195,23 +185,22 @@ def train_sr(
                   **{f"model.{k}": v for k, v in kwargs.items()},
                   "train_patches": len(train_store), "val_patches": len(val_store)}
         tags = {"task": "super-resolution", "srstyle.run": run_name, "srstyle.fingerprint": fp}
-        run_id = start_training_run(params.tracking, tracking_root, out_dir, run_name, run_id, start == 0, logged, tags)
+        progress_state.run_id = start_training_run(params.tracking, tracking_root, out_dir, run_name,
+                                                   progress_state.run_id, start == 0, logged, tags)
 
     def checkpoint(step: int) -> None:
+        progress_state.step = step
         save_checkpoint(ckpt_path, {
-            "step": step, "fingerprint": fp, "run_id": run_id or "",
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "sampler": json.dumps(sampler.state()), "augment": json.dumps(augment_rng.bit_generator.state),
-            "torch_rng": torch.get_rng_state(), "history": json.dumps(history),
-            "seconds": seconds_before + time.perf_counter() - t0, "running": json.dumps([running, seen]),
+            "fingerprint": fp, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), **progress_state.state(),
         })
 
     model.train()
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    t0 = time.perf_counter()
+    progress_state.start_clock()
     bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc=f"train {out_dir.name}", disable=not progress)
     for step in bar:
-        lr, hr = train_store.batch(sampler.next_indices(), augment_rng if cfg.augment else None)
+        lr, hr = train_store.batch(progress_state.sampler.next_indices(), progress_state.augment if cfg.augment else None)
         lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
         loss = compute_loss(model, model_input(lr, cls.input_kind, scale), hr, loss_fn)
         optimizer.zero_grad(set_to_none=True)
@@ -219,12 +208,10 @@ def train_sr(
         clip_gradients(model, optimizer, cfg)
         optimizer.step()
         scheduler.step()
-        running += loss.detach().item()
-        seen += 1
+        progress_state.accumulate(train_loss=loss.detach().item())
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            row = {"step": done, "train_loss": running / seen}
-            running, seen = 0.0, 0
+            row = {"step": done, **progress_state.pop_means()}
             if done % cfg.val_every == 0 or done == cfg.steps:
                 row["val_psnr"] = validation_psnr(model, val_store, device)
                 bar.set_postfix(loss=f"{row['train_loss']:.5f}", val_psnr=f"{row['val_psnr']:.2f}")
@@ -234,8 +221,9 @@ def train_sr(
         if done % cfg.checkpoint_every == 0 or done == end:
             checkpoint(done)
     bar.close()
-    seconds = seconds_before + time.perf_counter() - t0
+    seconds = progress_state.seconds
     throughput = end * cfg.batch_size / seconds if seconds > 0 else 0.0
+    run_id = progress_state.run_id
 
     if end < cfg.steps:  # interrupted on purpose (tests): state is checkpointed, nothing final written
         if mlflow is not None:

@@ -10,24 +10,29 @@ checkpoints as the supervised trainer (both networks, both optimisers, sampler a
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import Params
-from ..data.datasets import BatchSampler
 from ..io import write_json
 from ..losses import content_loss, discriminator_loss, generator_adversarial_loss
 from ..models import MODELS, build_model
 from ..models.sr.discriminator import SRGANDiscriminator
-from .loop import clip_gradients, fingerprint, load_checkpoint, make_optimizer, save_checkpoint, seed_everything, select_device
+from .loop import (
+    Progress,
+    clip_gradients,
+    fingerprint,
+    load_checkpoint,
+    make_optimizer,
+    save_checkpoint,
+    seed_everything,
+    select_device,
+)
 from .sr import TrainResult, open_stores, save_model_file, validation_psnr, write_curve
 
 log = logging.getLogger(__name__)
@@ -59,27 +64,20 @@ def train_srgan(
     g_opt = make_optimizer(generator.parameters(), cfg)
     d_opt = make_optimizer(discriminator.parameters(), cfg.model_copy(update={"lr": cfg.discriminator_lr or cfg.lr}))
     content = content_loss(cfg.content_loss, params.perceptual.weights, params.perceptual.allow_random_init).to(device)
-    sampler = BatchSampler(len(train_store), cfg.batch_size, params.seed)
-    augment_rng = np.random.default_rng(params.seed + 1)
+    state = Progress(len(train_store), cfg.batch_size, params.seed)
 
     fp = fingerprint(cfg.model_dump(exclude={"device", "threads", "checkpoint_every", "log_every"}), kwargs,
                      params.seed, train_store.index, val_store.index["count"], "srgan")
     ckpt_path = out_dir / "checkpoints" / "last.pt"
-    start, history, run_id, running = 0, [], None, {}
-    seconds_before, t0 = 0.0, time.perf_counter()
     ckpt = load_checkpoint(ckpt_path)
     if ckpt is not None and ckpt.get("fingerprint") == fp:
         generator.load_state_dict(ckpt["generator"])
         discriminator.load_state_dict(ckpt["discriminator"])
         g_opt.load_state_dict(ckpt["g_opt"])
         d_opt.load_state_dict(ckpt["d_opt"])
-        sampler.load_state(json.loads(ckpt["sampler"]))
-        augment_rng.bit_generator.state = json.loads(ckpt["augment"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        start, history, running = int(ckpt["step"]), json.loads(ckpt["history"]), json.loads(ckpt["running"])
-        seconds_before = float(ckpt.get("seconds", 0.0))
-        run_id = ckpt.get("run_id") or None
-        log.info("resuming %s from step %d", run_name, start)
+        state.load(ckpt)
+        log.info("resuming %s from step %d", run_name, state.step)
+    start, history = state.step, state.history
 
     mlflow = None
     if tracking_root is not None:
@@ -92,30 +90,23 @@ def train_srgan(
                   **{f"model.{k}": v for k, v in kwargs.items()},
                   "vgg_pretrained": getattr(getattr(content, "vgg", None), "pretrained", "n/a")}
         tags = {"task": "super-resolution", "srstyle.run": run_name, "srstyle.fingerprint": fp}
-        run_id = start_training_run(params.tracking, tracking_root, out_dir, run_name, run_id, start == 0, logged, tags)
+        state.run_id = start_training_run(params.tracking, tracking_root, out_dir, run_name, state.run_id,
+                                          start == 0, logged, tags)
 
     def checkpoint(step: int) -> None:
+        state.step = step
         save_checkpoint(ckpt_path, {
-            "step": step, "fingerprint": fp, "run_id": run_id or "",
-            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-            "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict(),
-            "sampler": json.dumps(sampler.state()), "augment": json.dumps(augment_rng.bit_generator.state),
-            "torch_rng": torch.get_rng_state(), "history": json.dumps(history),
-            "seconds": seconds_before + time.perf_counter() - t0, "running": json.dumps(running),
+            "fingerprint": fp, "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
+            "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict(), **state.state(),
         })
-
-    def accumulate(**values: float) -> None:
-        for k, v in values.items():
-            s, n = running.get(k, (0.0, 0))
-            running[k] = (s + v, n + 1)
 
     generator.train()
     discriminator.train()
     end = total if stop_after is None else min(total, start + stop_after)
-    t0 = time.perf_counter()
+    state.start_clock()
     bar = tqdm(range(start, end), initial=start, total=total, desc=f"train {run_name}", disable=not progress)
     for step in bar:
-        lr, hr = train_store.batch(sampler.next_indices(), augment_rng if cfg.augment else None)
+        lr, hr = train_store.batch(state.sampler.next_indices(), state.augment if cfg.augment else None)
         lr, hr = lr.to(device), hr.to(device)
         if step < cfg.pretrain_steps:
             loss = F.mse_loss(generator(lr), hr)
@@ -123,7 +114,7 @@ def train_srgan(
             loss.backward()
             clip_gradients(generator, g_opt, cfg)
             g_opt.step()
-            accumulate(train_loss=loss.item())
+            state.accumulate(train_loss=loss.item())
         else:
             sr = generator(lr)
             real_logits, fake_logits = discriminator(hr), discriminator(sr.detach())
@@ -140,13 +131,12 @@ def train_srgan(
             g_loss.backward()
             clip_gradients(generator, g_opt, cfg)
             g_opt.step()
-            accumulate(train_loss=g_loss.item(), g_content=g_content.item(), g_adversarial=g_adv.item(),
+            state.accumulate(train_loss=g_loss.item(), g_content=g_content.item(), g_adversarial=g_adv.item(),
                        d_loss=d_loss.item(), d_real=torch.sigmoid(real_logits).mean().item(),
                        d_fake=torch.sigmoid(fake_logits).mean().item())
         done = step + 1
         if done % cfg.log_every == 0 or done == total:
-            row = {"step": done, **{k: s / n for k, (s, n) in running.items()}}
-            running = {}
+            row = {"step": done, **state.pop_means()}
             if done % cfg.val_every == 0 or done == total:
                 row["val_psnr"] = validation_psnr(generator, val_store, device)
                 generator.train()
@@ -157,7 +147,8 @@ def train_srgan(
         if done % cfg.checkpoint_every == 0 or done == end:
             checkpoint(done)
     bar.close()
-    seconds = seconds_before + time.perf_counter() - t0
+    seconds = state.seconds
+    run_id = state.run_id
     throughput = end * cfg.batch_size / seconds if seconds > 0 else 0.0
     if end < total:
         if mlflow is not None:

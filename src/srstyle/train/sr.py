@@ -221,18 +221,25 @@ def train_sr(
         if done % cfg.checkpoint_every == 0 or done == end:
             checkpoint(done)
     bar.close()
-    seconds = progress_state.seconds
-    throughput = end * cfg.batch_size / seconds if seconds > 0 else 0.0
-    run_id = progress_state.run_id
+    return finish_training(progress_state, model, val_store, out_dir, name, scale, kwargs, end, cfg.steps,
+                           cfg.batch_size, mlflow)
 
-    if end < cfg.steps:  # interrupted on purpose (tests): state is checkpointed, nothing final written
+
+def finish_training(state: Progress, model: nn.Module, val_store: PatchStore, out_dir: Path, name: str, scale: int,
+                    kwargs: dict, end: int, total: int, batch_size: int, mlflow) -> TrainResult:
+    """Write model.pt, curve.csv and train_metrics.json and close the MLflow run; or, when stopped before
+    ``total`` steps (tests), only close the run: the state is already checkpointed."""
+    history, run_id = state.history, state.run_id
+    seconds = state.seconds
+    throughput = end * batch_size / seconds if seconds > 0 else 0.0
+    if end < total:
         if mlflow is not None:
             mlflow.end_run(status="KILLED")
         return TrainResult(end, history[-1]["train_loss"] if history else math.nan, math.nan, math.nan, throughput, run_id)
 
     val_rows = [r for r in history if "val_psnr" in r]
     result = TrainResult(
-        steps=cfg.steps,
+        steps=total,
         final_loss=history[-1]["train_loss"],
         best_val_psnr=max(r["val_psnr"] for r in val_rows),
         final_val_psnr=val_rows[-1]["val_psnr"],
@@ -240,7 +247,7 @@ def train_sr(
         run_id=run_id,
     )
     model.eval()
-    save_model_file(out_dir / "model.pt", name, scale, kwargs, model, cfg.steps)
+    save_model_file(out_dir / "model.pt", name, scale, kwargs, model, total)
     write_curve(out_dir / "curve.csv", history)
     write_json({k: round(v, 6) if isinstance(v, float) else v for k, v in result.__dict__.items() if k != "run_id"},
                out_dir / "train_metrics.json")

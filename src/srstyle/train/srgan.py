@@ -11,7 +11,6 @@ checkpoints as the supervised trainer (both networks, both optimisers, sampler a
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import torch
@@ -19,7 +18,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import Params
-from ..io import write_json
 from ..losses import content_loss, discriminator_loss, generator_adversarial_loss
 from ..models import MODELS, build_model
 from ..models.sr.discriminator import SRGANDiscriminator
@@ -33,7 +31,7 @@ from .loop import (
     seed_everything,
     select_device,
 )
-from .sr import TrainResult, open_stores, save_model_file, validation_psnr, write_curve
+from .sr import TrainResult, finish_training, open_stores, validation_psnr
 
 log = logging.getLogger(__name__)
 
@@ -147,24 +145,4 @@ def train_srgan(
         if done % cfg.checkpoint_every == 0 or done == end:
             checkpoint(done)
     bar.close()
-    seconds = state.seconds
-    run_id = state.run_id
-    throughput = end * cfg.batch_size / seconds if seconds > 0 else 0.0
-    if end < total:
-        if mlflow is not None:
-            mlflow.end_run(status="KILLED")
-        return TrainResult(end, math.nan, math.nan, math.nan, throughput, run_id)
-
-    val_rows = [r for r in history if "val_psnr" in r]
-    result = TrainResult(total, history[-1]["train_loss"], max(r["val_psnr"] for r in val_rows),
-                         val_rows[-1]["val_psnr"], throughput, run_id)
-    generator.eval()
-    save_model_file(out_dir / "model.pt", name, scale, kwargs, generator, total)
-    write_curve(out_dir / "curve.csv", history)
-    write_json({k: round(v, 6) if isinstance(v, float) else v for k, v in result.__dict__.items() if k != "run_id"}, out_dir / "train_metrics.json")
-    if mlflow is not None:
-        from .sr import _log_final
-
-        _log_final(mlflow, generator, val_store, out_dir, name, scale, result)
-        mlflow.end_run()
-    return result
+    return finish_training(state, generator, val_store, out_dir, name, scale, kwargs, end, total, cfg.batch_size, mlflow)

@@ -34,6 +34,24 @@ def _upscale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stylize(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_params
+    from .io import ImageError
+    from .models.backbones import BackboneWeightsError
+    from .paths import project_root
+    from .stylize import StylizeError, stylize_file
+
+    try:
+        done = stylize_file(args.input, args.output, root=project_root(), params=load_params(args.params),
+                            style=args.style, style_image=args.style_image, method=args.method, model=args.model,
+                            preserve_color=args.preserve_color, content_scale=args.content_scale,
+                            max_pixels=args.max_pixels)
+    except (StylizeError, ImageError, ConfigError, BackboneWeightsError, FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"srstyle stylize: {exc}") from None
+    print(f"{args.input} -> {done['output']} {done['size'][0]}x{done['size'][1]} ({done['method']}: {done['model'] if 'model' in done else ''}, {done['seconds']} s)")
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from .models import MODELS, model_info
 
@@ -143,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     prof = sub.add_parser("profile-args", help="print `dvc exp run` -S flags for a params profile (e.g. profiles/paper.yaml)")
     prof.add_argument("profile")
     prof.set_defaults(func=_profile_args)
+
+    sty = sub.add_parser("stylize", help="neural style transfer: a trained style, any painting (meta network) or Gatys")
+    sty.add_argument("input", help="content image (PNG, JPEG, BMP, TIFF, WebP)")
+    sty.add_argument("output", help="output PNG")
+    sty.add_argument("--style", help="a trained fast style (style.fast.styles), e.g. starry_night; with --method gatys/meta a painting name")
+    sty.add_argument("--style-image", help="any painting: the meta network styles it in one pass (or Gatys with --method gatys)")
+    sty.add_argument("--method", choices=["fast", "meta", "gatys"], default=None,
+                     help="default: fast with --style, meta with --style-image")
+    sty.add_argument("--model", default=None, help="model.pt to use instead of the pipeline's (data/style/models/...)")
+    sty.add_argument("--preserve-color", action="store_true", help="luminance-only transfer: keep the content's colours")
+    sty.add_argument("--content-scale", type=float, default=1.0, help="resize the content by this factor first")
+    sty.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse inputs larger than this")
+    sty.add_argument("--params", default="params.yaml")
+    sty.set_defaults(func=_stylize)
 
     models = sub.add_parser("models", help="list registered architectures")
     models.set_defaults(func=_models)

@@ -162,6 +162,113 @@ class ExportConfig(_Strict):
     atol: float = Field(1e-4, gt=0)
 
 
+# --- Style transfer ---------------------------------------------------------------------------------------
+
+STYLE_TAPS_JOHNSON = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+STYLE_TAPS_GATYS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+
+class BackboneConfig(_Strict):
+    # vgg16 | vgg19 | robust_resnet50 (needs `weights`: a robustness-library checkpoint; taps layer1..layer4).
+    arch: Literal["vgg16", "vgg19", "robust_resnet50"] = "vgg16"
+    weights: str | None = None
+    allow_random_init: bool = False
+    pooling: Literal["max", "avg"] = "max"
+
+
+class StyleSetConfig(_Strict):
+    # embedded: the seven public-domain Van Gogh paintings shipped with srstyle; local: a folder of images
+    # (e.g. WikiArt / painter-by-numbers unpacked); archive: the painter-by-numbers zip you downloaded yourself
+    # (Kaggle needs a login, so srstyle never fetches it).
+    source: Literal["embedded", "local", "archive"] = "embedded"
+    local_dir: str | None = None
+    archive: str | None = None
+    subdir: str | None = None
+    # Styles kept out of meta-network training (evaluated as unseen styles). Empty: a hash split.
+    held_out: list[str] = Field(default_factory=lambda: ["cafe_terrace", "church_at_auvers"])
+    held_out_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> "StyleSetConfig":
+        if self.source == "local" and not self.local_dir:
+            raise ValueError("style.styles.source is 'local' but style.styles.local_dir is not set")
+        if self.source == "archive" and not self.archive:
+            raise ValueError("style.styles.source is 'archive' but style.styles.archive (the zip you downloaded) is not set")
+        return self
+
+
+class StyleLossConfig(_Strict):
+    content_tap: str = "relu2_2"
+    style_taps: list[str] = Field(default_factory=lambda: list(STYLE_TAPS_JOHNSON))
+    style_layer_weights: list[float] | None = None   # None = equal weights summing to 1
+    content_weight: float = Field(1.0, ge=0)
+    style_weight: float = Field(5.0, ge=0)
+    tv_weight: float = Field(0.0, ge=0)
+
+
+class StyleTrainConfig(_Strict):
+    steps: int = Field(300, gt=0)
+    batch_size: int = Field(4, gt=0)
+    image_size: int = Field(128, ge=16)     # content crops (Johnson: 256 on COCO)
+    style_size: int = Field(256, ge=16)     # longest side of the style image
+    lr: float = Field(1e-3, gt=0)
+    log_every: int = Field(25, gt=0)
+    checkpoint_every: int = Field(100, gt=0)
+    device: str = "auto"
+    threads: int = Field(0, ge=0)
+
+
+class FastStyleConfig(StyleTrainConfig):
+    styles: list[str] = Field(default_factory=lambda: ["starry_night"])
+    channels: int = Field(32, gt=0)         # TransformerNet width (the paper: 32)
+    residual_blocks: int = Field(5, gt=0)
+    loss: StyleLossConfig = StyleLossConfig()
+
+
+class MetaStyleConfig(StyleTrainConfig):
+    base: int = Field(8, gt=0)              # generated transformer width (the paper's small network: 8)
+    hidden: int = Field(128, gt=0)          # hidden units per group of the meta network's grouped FC layer
+    residual_blocks: int = Field(5, gt=0)
+    loss: StyleLossConfig = StyleLossConfig()
+
+
+class GatysConfig(_Strict):
+    backbone: BackboneConfig = BackboneConfig(arch="vgg19", pooling="avg")
+    loss: StyleLossConfig = StyleLossConfig(content_tap="relu4_2", style_taps=list(STYLE_TAPS_GATYS),
+                                            content_weight=1.0, style_weight=1000.0)
+    iterations: list[int] = Field(default_factory=lambda: [100])   # L-BFGS iterations per pass
+    sizes: list[int] = Field(default_factory=lambda: [256])        # longest side per pass; e.g. [256, 512] = coarse-to-fine
+    history_size: int = Field(50, gt=0)
+    device: str = "auto"
+
+    @model_validator(mode="after")
+    def _passes(self) -> "GatysConfig":
+        if len(self.iterations) != len(self.sizes):
+            raise ValueError("style.gatys.iterations and style.gatys.sizes need one entry per pass")
+        return self
+
+
+class StyleEvaluateConfig(_Strict):
+    size: int = Field(256, ge=16)              # longest side of the evaluated content images
+    max_contents: int = Field(3, gt=0)         # held-out content images evaluated (val split)
+    gatys_iterations: int = Field(60, gt=0)    # the Gatys reference run per (content, style)
+    timing_size: int = Field(512, ge=16)       # ms per timing_size^2 image
+    timing_repeats: int = Field(3, gt=0)
+
+
+class StyleConfig(_Strict):
+    # Content images: the same sources as `data` (presets: coco2014); embedded = the project's photos.
+    content: DataConfig = DataConfig(embedded_grayscale=False)
+    styles: StyleSetConfig = StyleSetConfig()
+    backbone: BackboneConfig = BackboneConfig()
+    fast: FastStyleConfig = FastStyleConfig()
+    meta: MetaStyleConfig = MetaStyleConfig()
+    gatys: GatysConfig = GatysConfig()
+    evaluate: StyleEvaluateConfig = StyleEvaluateConfig()
+    # ONNX parity on clipped 0-255 outputs against PyTorch in float64.
+    export_atol: float = Field(1e-3, gt=0)
+
+
 class TrackingConfig(_Strict):
     experiment: str = "srstyle"
     # Relative to the project root; ignored when MLFLOW_TRACKING_URI is set.
@@ -186,6 +293,7 @@ class Params(_Strict):
     serving: ServingConfig = ServingConfig()
     export: ExportConfig = ExportConfig()
     tracking: TrackingConfig = TrackingConfig()
+    style: StyleConfig = StyleConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -47,11 +47,14 @@ def download(
     *,
     timeout: float = 60.0,
     progress: bool = True,
+    expected_bytes: int | None = None,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming a previous partial download, and verify ``sha256``.
 
     With ``sha256=None`` the file is accepted and its checksum is written beside it (``.sha256``) and
     logged so the user can pin it; later downloads are then checked against that recorded value.
+    ``expected_bytes`` (a published archive size) is checked against the server's Content-Length before
+    any byte is written, so a moved or replaced archive fails in seconds, not after hours.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +87,11 @@ def download(
                 offset = 0
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length is not None else None
+            if expected_bytes is not None and total is not None and total != expected_bytes:
+                raise DownloadError(
+                    f"{url}: the server offers {total} bytes but the published size is {expected_bytes}; "
+                    "the archive has changed or the URL is wrong (nothing was written)"
+                )
             mode = "ab" if offset else "wb"
             with open(part, mode) as out, tqdm(
                 total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name, disable=not progress

@@ -1,0 +1,65 @@
+"""Johnson, Alahi, Fei-Fei, "Perceptual Losses for Real-Time Style Transfer and Super-Resolution", ECCV 2016,
+with Instance Normalisation (Ulyanov, Vedaldi, Lempitsky 2016) in place of batch norm.
+
+    9x9 conv (3->c) -> 3x3 stride-2 conv (c->2c) -> 3x3 stride-2 conv (2c->4c)
+    -> 5 residual blocks (4c) -> upsample x2 + 3x3 conv (4c->2c) -> upsample x2 + 3x3 conv (2c->c) -> 9x9 conv (c->3)
+
+Every conv is reflection-padded; every conv but the last is followed by instance norm and ReLU. Upsampling is
+nearest-neighbour then convolution rather than a transposed convolution, which avoids checkerboard
+artefacts (Odena, Dumoulin, Olah, Distill 2016). With c = 32 (the paper) it has 1,679,235 parameters.
+Input and output are RGB in [0, 1] (the output is clamped only at inference).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import STYLE_NETS
+
+
+class ConvLayer(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: int = 1,
+                 norm: bool = True, relu: bool = True):
+        layers: list[nn.Module] = []
+        if upsample > 1:
+            layers.append(nn.Upsample(scale_factor=upsample, mode="nearest"))
+        layers += [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
+        if norm:
+            layers.append(nn.InstanceNorm2d(cout, affine=True))
+        if relu:
+            layers.append(nn.ReLU())
+        super().__init__(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """x + IN(conv(ReLU(IN(conv(x))))), no ReLU after the sum (Gross and Wilber's variant, used by Johnson)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(ConvLayer(channels, channels, 3), ConvLayer(channels, channels, 3, relu=False))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+@STYLE_NETS.register("transformer_net")
+class TransformerNet(nn.Module):
+    input_kind, color = "content", "rgb"
+
+    def __init__(self, channels: int = 32, residual_blocks: int = 5):
+        super().__init__()
+        c = channels
+        self.encoder = nn.Sequential(ConvLayer(3, c, 9), ConvLayer(c, 2 * c, 3, stride=2), ConvLayer(2 * c, 4 * c, 3, stride=2))
+        self.residuals = nn.Sequential(*[ResidualBlock(4 * c) for _ in range(residual_blocks)])
+        self.decoder = nn.Sequential(
+            ConvLayer(4 * c, 2 * c, 3, upsample=2), ConvLayer(2 * c, c, 3, upsample=2),
+            ConvLayer(c, 3, 9, norm=False, relu=False),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        # Two stride-2 convs: pad to a multiple of 4 so the output has the input's size, then crop back.
+        x = F.pad(x, (0, (4 - w % 4) % 4, 0, (4 - h % 4) % 4), mode="reflect")
+        y = self.decoder(self.residuals(self.encoder(x)))
+        return y[..., :h, :w]

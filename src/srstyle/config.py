@@ -202,7 +202,7 @@ class StyleLossConfig(_Strict):
     style_taps: list[str] = Field(default_factory=lambda: list(STYLE_TAPS_JOHNSON))
     style_layer_weights: list[float] | None = None   # None = equal weights summing to 1
     content_weight: float = Field(1.0, ge=0)
-    style_weight: float = Field(5.0, ge=0)
+    style_weight: float = Field(1.0, ge=0)
     tv_weight: float = Field(0.0, ge=0)
 
 

@@ -97,7 +97,7 @@ class GeneratedTransformer(nn.Module):
             x = x + self._conv(self._conv(x, sa, wa, ba), sb, wb, bb)
         for spec, (wt, b) in layers[3 + 2 * self.residual_blocks:]:
             x = self._conv(x, spec, wt, b)
-        return x[..., :h, :w]
+        return (torch.tanh(x[..., :h, :w]) + 1) / 2  # bounded like Johnson's output layer
 
     def initial_theta(self, generator: torch.Generator | None = None) -> Tensor:
         """Weights as PyTorch's default conv initialisation would draw them (kaiming-uniform, a=sqrt(5))."""

@@ -7,11 +7,14 @@ with Instance Normalisation (Ulyanov, Vedaldi, Lempitsky 2016) in place of batch
 Every conv is reflection-padded; every conv but the last is followed by instance norm and ReLU. Upsampling is
 nearest-neighbour then convolution rather than a transposed convolution, which avoids checkerboard
 artefacts (Odena, Dumoulin, Olah, Distill 2016). With c = 32 (the paper) it has 1,679,235 parameters.
-Input and output are RGB in [0, 1] (the output is clamped only at inference).
+Input and output are RGB in [0, 1]: as in the paper, a scaled tanh bounds the output, (tanh(y) + 1) / 2, so an
+untrained network cannot feed the loss network values far outside the image range (whose Gram matrices
+would be orders of magnitude off and leave Adam's second-moment estimates inflated for hundreds of steps).
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -62,4 +65,4 @@ class TransformerNet(nn.Module):
         # Two stride-2 convs: pad to a multiple of 4 so the output has the input's size, then crop back.
         x = F.pad(x, (0, (4 - w % 4) % 4, 0, (4 - h % 4) % 4), mode="reflect")
         y = self.decoder(self.residuals(self.encoder(x)))
-        return y[..., :h, :w]
+        return (torch.tanh(y[..., :h, :w]) + 1) / 2

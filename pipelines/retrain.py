@@ -50,6 +50,7 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("SRSTYLE_ROOT", None)
+    env.setdefault("BENTOML_DO_NOT_TRACK", "true")
     return env
 
 
@@ -119,9 +120,8 @@ def package(root: Path, build_bento: bool) -> dict:
     files = sorted(p.name for p in (root / "serve_models").glob("*.onnx"))
     bento = None
     if build_bento:
-        out = run_cmd(["bentoml", "build", "-f", "bentofile.yaml"], root)
-        bento = next((line.split('"')[1] for line in out.splitlines() if "Successfully built Bento" in line
-                      and '"' in line), None)
+        out = run_cmd(["bentoml", "build", "-f", "bentofile.yaml", "--output", "tag"], root)
+        bento = next((line.split("__tag__:", 1)[1].strip() for line in out.splitlines() if "__tag__:" in line), None)
     return {"stage": "package", "ran": True, "seconds": round(time.perf_counter() - t0, 2), "files": files,
             "bento": bento}
 

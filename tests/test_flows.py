@@ -56,7 +56,8 @@ def flow_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("flow")
     # Two runs in params.yaml; the flow's `models`/`scale` parameters narrow them to one.
     root = make_tiny_project(base / "proj", runs={"espcn_x3": {"model": "espcn", "scale": 3},
-                                                 "fsrcnn_x3": {"model": "fsrcnn", "scale": 3}})
+                                                 "fsrcnn_x3": {"model": "fsrcnn", "scale": 3}},
+                             extra=("bentofile.yaml",))
     subprocess.run([DVC, "remote", "add", "-d", "local", "../remote"], cwd=root, check=True, capture_output=True)
     out = {"root": root}
     with _Env(base / "prefect-home"), prefect_test_harness(server_startup_timeout=60):
@@ -100,7 +101,7 @@ def test_registry_alias_points_at_the_trained_run(flow_run):
     root, result = flow_run["root"], flow_run["result"]
     champion, challenger = _alias(root, "champion"), _alias(root, "challenger")
     run_id = json.loads((root / "data/models/espcn_x3/mlflow_run.json").read_text())["run_id"]
-    assert champion.version == challenger.version == result["decisions"]["espcn_x3"]["version"] == "1"
+    assert str(champion.version) == str(challenger.version) == str(result["decisions"]["espcn_x3"]["version"]) == "1"
     assert champion.tags["srstyle.source_run_id"] == run_id
     assert float(champion.tags["metric.psnr"]) == pytest.approx(result["metrics"]["espcn_x3"]["psnr"])
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns.db'}")
@@ -173,16 +174,31 @@ def test_rerun_is_skipped_by_dvc_and_a_weaker_challenger_keeps_the_champion(flow
     root = flow_run["root"]
     with _Env(tmp_path / "prefect-home"), prefect_test_harness(server_startup_timeout=60):
         t0 = time.perf_counter()
-        second = retrain(project_dir=str(root), models=["espcn"], scale=3)
-        print(f"unchanged rerun: {time.perf_counter() - t0:.1f} s")
-        # 6 steps instead of 16: a new version, made `challenger`; `champion` moves only if it wins.
+        os.environ["BENTOML_HOME"] = str(tmp_path / "bentoml")
+        try:  # with `bentoml build` this time (what `make package` does), into a temp BENTOML_HOME
+            second = retrain(project_dir=str(root), models=["espcn"], scale=3, build_bento=True)
+        finally:
+            os.environ.pop("BENTOML_HOME")
+        print(f"unchanged rerun with bentoml build: {time.perf_counter() - t0:.1f} s; {second['steps'][-1]}")
+        # 6 steps instead of 16: a new version, made `challenger`; `champion` moves only if it wins (it doesn't).
         third = retrain(project_dir=str(root), overrides={"recipes.espcn.steps": 6})
         report = Artifact.get(REPORT_KEY).data
     assert second["params_changes"] == {}
     assert [s["stage"] for s in second["steps"] if s["ran"]] == ["package"]  # DVC skipped every stage
     assert second["decisions"] == flow_run["result"]["decisions"]
+    bento = second["package"]["bento"]
+    assert bento and ":" in bento and (tmp_path / "bentoml/bentos" / bento.replace(":", "/")).is_dir()
     decision = third["decisions"]["espcn_x3"]
-    assert decision["version"] == "2" and decision["champion_version"] == "1"
-    assert _alias(root, "challenger").version == "2"
-    assert _alias(root, "champion").version == ("1" if decision["outcome"] == "kept champion" else "2")
+    assert str(decision["version"]) == "2" and str(decision["champion_version"]) == "1"
+    assert str(_alias(root, "challenger").version) == "2"
+    assert decision["outcome"] == "kept champion"  # 6 steps: ~12.7 dB vs ~17.9 dB, deterministic (seeded)
+    assert decision["psnr"] < decision["champion_psnr"] - decision["margin_db"]
+    assert str(_alias(root, "champion").version) == "1"
     assert f"**{decision['outcome']}**" in report and "`recipes.espcn.steps=6`" in report
+
+
+def test_fetch_retries_with_backoff_and_train_is_tagged_gpu():
+    from pipelines.retrain import fetch, train
+
+    assert fetch.retries == 3 and fetch.retry_delay_seconds == [10, 20, 40] and fetch.retry_jitter_factor == 0.5
+    assert train.tags == {"gpu"}

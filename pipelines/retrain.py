@@ -244,6 +244,9 @@ def report(root: Path, runs: list[str], steps: list[dict], ui_url: str | None, c
     lines += ["", "## Stages", "", "| stage | result | seconds |", "|---|---|---|"]
     for s in steps:
         lines.append(f"| {s['stage']} | {'ran' if s['ran'] else 'up to date (DVC cache)'} | {s['seconds']} |")
+    bento = next((s.get("bento") for s in steps if s.get("bento")), None)
+    if bento:
+        lines += ["", f"Bento: `{bento}` (`bentoml serve {bento}`)"]
     lines += ["", "MLflow tracking URI: " + ", ".join(f"`{u}`" for u in sorted(uris))]
     return "\n".join(lines) + "\n"
 
@@ -258,7 +261,7 @@ def retrain(
     overrides: dict[str, Any] | None = None,
     gpu_slots: int = 1,
     package_models: bool = True,
-    build_bento: bool = False,
+    build_bento: bool = True,
     push_remote: bool = False,
     remote: str | None = None,
     mlflow_ui_url: str | None = None,
@@ -266,8 +269,8 @@ def retrain(
     """Retrain the models of params.yaml (or ``models`` at ``scale``), evaluate, export, promote, package.
 
     ``overrides``: dotted params.yaml keys, e.g. ``{"train.steps": 5000, "recipes.espcn.lr": 0.001}``.
-    ``build_bento``: also run ``bentoml build`` (minutes, and needs the packages it bundles installed);
-    off by default, the champion ONNX files are always exported into ``serve_models/``.
+    ``package_models``: export the champion ONNX files into ``serve_models/`` and, with ``build_bento``, run
+    ``bentoml build`` (what `make package` does; offline, ~10-20 s here; the Bento lands in ``BENTOML_HOME``).
     ``push_remote``: ``dvc push`` the new outputs to the default (or ``remote``) DVC remote at the end.
     """
     root = Path(project_dir or os.environ.get("SRSTYLE_PROJECT") or PROJECT).resolve()

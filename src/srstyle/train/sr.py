@@ -142,7 +142,7 @@ def train_sr(
     Under ``torchrun`` this is data-parallel training (see :mod:`srstyle.train.distributed`).
     """
     run_cfg = params.run(run_name)
-    cfg, name, scale = run_cfg.train, run_cfg.model, run_cfg.scale
+    cfg, name = run_cfg.train, run_cfg.model
     cls = MODELS.get(name)
     if getattr(cls, "trainer", "supervised") == "adversarial":
         from .distributed import launched_by_torchrun

@@ -44,6 +44,24 @@ def _alias(root: Path, alias: str):
         mlflow.set_tracking_uri(None)
 
 
+def _gpu_probe_flow():
+    """Two `gpu`-tagged tasks submitted at once: under the limit of 1 they must not overlap."""
+    from prefect import flow, task
+
+    @task(tags=["gpu"])
+    def hold(i: int) -> tuple[float, float]:
+        t0 = time.monotonic()
+        time.sleep(1.5)
+        return t0, time.monotonic()
+
+    @flow
+    def probe() -> list:
+        futures = [hold.submit(i) for i in range(2)]
+        return [f.result() for f in futures]
+
+    return probe
+
+
 @pytest.fixture(scope="module")
 def flow_run(tmp_path_factory):
     from prefect.artifacts import Artifact
@@ -67,6 +85,7 @@ def flow_run(tmp_path_factory):
                                 build_bento=False)  # bentoml build: in the slow test below
         out["seconds"] = time.perf_counter() - t0
         out["artifact"] = Artifact.get(REPORT_KEY).data
+        out["gpu_intervals"] = sorted(_gpu_probe_flow()())
         with get_client(sync_client=True) as client:
             out["train_runs"] = client.read_task_runs(
                 task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["train@espcn_x3"])))
@@ -131,6 +150,8 @@ def test_training_is_tagged_gpu_under_a_concurrency_limit(flow_run):
     assert limit.tag == "gpu" and limit.concurrency_limit == 1 and not limit.active_slots
     assert flow_run["result"]["gpu_limit"] == {"tag": "gpu", "limit": 1}
     assert len(flow_run["train_runs"]) == 1 and "gpu" in flow_run["train_runs"][0].tags
+    (_, end_first), (start_second, _) = flow_run["gpu_intervals"]
+    assert start_second >= end_first  # the second gpu task waited for the slot
 
 
 def test_outputs_were_pushed_to_the_dvc_remote(flow_run):

@@ -33,3 +33,36 @@ def make_corpus(root: Path, n_train: int = 3, n_val: int = 2, size: tuple[int, i
     write_json(entries, raw / "manifest.json")
     write_json(entries, validated / "manifest.json")
     return raw, validated
+
+
+def make_tiny_project(root: Path, runs: dict | None = None, extra: tuple[str, ...] = ()) -> Path:
+    """A copy of this project (real dvc.yaml, stages, src) with tiny training settings, as a git + DVC repo:
+    what `dvc repro` and the Prefect flow run on in tests. ``runs`` replaces params.yaml `runs`."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    root.mkdir(parents=True, exist_ok=True)
+    for item in ("dvc.yaml", "stages", "src", "pyproject.toml", *extra):
+        src = repo / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / item)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["embedded_grayscale"] = False
+    params["patches"].update({"hr_size": 48, "stride": 48})
+    params["train"].update({"steps": 20, "val_every": 10, "log_every": 5, "checkpoint_every": 10, "threads": 1})
+    for recipe in params["recipes"].values():
+        recipe.update({"steps": 20, "lr_milestones": []})
+    params["models"]["espcn"]["channels"] = [16, 8]
+    params["models"]["fsrcnn"].update({"d": 16, "s": 8, "m": 1})
+    if runs is not None:
+        params["runs"] = runs
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    import os
+    import sys
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+    return root

@@ -2,13 +2,13 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.helpers import make_tiny_project
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,25 +21,10 @@ def _run(cmd, cwd, env):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("proj")
-    for item in ("dvc.yaml", "stages", "src", "pyproject.toml"):
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / item)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["embedded_grayscale"] = False
-    params["patches"].update({"hr_size": 48, "stride": 48})
-    params["train"].update({"steps": 20, "val_every": 10, "log_every": 5, "checkpoint_every": 10, "threads": 1})
-    for recipe in params["recipes"].values():
-        recipe.update({"steps": 20, "lr_milestones": []})
-    params["models"]["espcn"]["channels"] = [16, 8]
-    params["models"]["fsrcnn"].update({"d": 16, "s": 8, "m": 1})
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    root = make_tiny_project(tmp_path_factory.mktemp("proj"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("SRSTYLE_ROOT", None)
-    _run(["git", "init", "-q"], root, env)
-    _run(["dvc", "init", "-q"], root, env)
-    _run(["dvc", "config", "core.analytics", "false"], root, env)
     first = _run(["dvc", "repro"], root, env)
     return root, env, first
 

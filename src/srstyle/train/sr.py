@@ -25,6 +25,7 @@ from ..data.datasets import PatchStore
 from ..data.patches import store_name
 from ..io import atomic_write, write_json
 from ..models import MODELS, build_model, model_info
+from .distributed import DistContext, distributed, wrap_loss
 from .loop import (
     Progress,
     clip_gradients,
@@ -138,20 +139,34 @@ def train_sr(
 
     ``stop_after`` ends training early (after that many steps in this call) as if it had been
     interrupted; tests use it to check resume. ``tracking_root`` None disables MLflow.
+    Under ``torchrun`` this is data-parallel training (see :mod:`srstyle.train.distributed`).
     """
     run_cfg = params.run(run_name)
-    cfg, name, scale = run_cfg.train, run_cfg.model, run_cfg.scale
+    cfg, name = run_cfg.train, run_cfg.model
     cls = MODELS.get(name)
     if getattr(cls, "trainer", "supervised") == "adversarial":
+        from .distributed import launched_by_torchrun
+
+        if launched_by_torchrun():
+            raise NotImplementedError(f"{name}: the adversarial trainer runs in one process; launch it without torchrun")
         from .srgan import train_srgan
 
         return train_srgan(params, run_name, patches_dir, out_dir, tracking_root=tracking_root, progress=progress,
                            stop_after=stop_after)
-    kwargs = params.model_kwargs(name)
-    train_store, val_store = open_stores(patches_dir, cls.color, scale)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = select_device(cfg.device)
+    with distributed(select_device(cfg.device)) as ctx:
+        return _train_supervised(params, run_name, patches_dir, out_dir, tracking_root, progress, stop_after, ctx)
+
+
+def _train_supervised(params: Params, run_name: str, patches_dir: Path, out_dir: Path, tracking_root: Path | None,
+                      progress: bool, stop_after: int | None, ctx: DistContext) -> TrainResult:
+    run_cfg = params.run(run_name)
+    cfg, name, scale = run_cfg.train, run_cfg.model, run_cfg.scale
+    cls = MODELS.get(name)
+    kwargs = params.model_kwargs(name)
+    train_store, val_store = open_stores(patches_dir, cls.color, scale)
+    device = ctx.device
 
     seed_everything(params.seed)
     model = build_model(name, scale, **kwargs).to(device)
@@ -175,7 +190,7 @@ def train_sr(
     start, history = progress_state.step, progress_state.history
 
     mlflow = None
-    if tracking_root is not None:
+    if tracking_root is not None and ctx.is_main:  # rank 0 alone logs (one MLflow run per training)
         import mlflow
 
         from ..tracking import start_training_run
@@ -183,36 +198,43 @@ def train_sr(
         logged = {"run": run_name, "model": name, "scale": scale, "seed": params.seed, "device": str(device),
                   **{f"train.{k}": v for k, v in cfg.model_dump().items()},
                   **{f"model.{k}": v for k, v in kwargs.items()},
-                  "train_patches": len(train_store), "val_patches": len(val_store)}
+                  "train_patches": len(train_store), "val_patches": len(val_store), "world_size": ctx.world_size}
         tags = {"task": "super-resolution", "srstyle.run": run_name, "srstyle.fingerprint": fp}
         progress_state.run_id = start_training_run(params.tracking, tracking_root, out_dir, run_name,
                                                    progress_state.run_id, start == 0, logged, tags)
 
     def checkpoint(step: int) -> None:
         progress_state.step = step
+        if not ctx.is_main:
+            return
         save_checkpoint(ckpt_path, {
             "fingerprint": fp, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), **progress_state.state(),
         })
 
     model.train()
+    step_loss = wrap_loss(model, lambda m, x, y: compute_loss(m, x, y, loss_fn), ctx)
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     progress_state.start_clock()
-    bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc=f"train {out_dir.name}", disable=not progress)
+    bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc=f"train {out_dir.name}",
+               disable=not progress or not ctx.is_main)
     for step in bar:
-        lr, hr = train_store.batch(progress_state.sampler.next_indices(), progress_state.augment if cfg.augment else None)
+        indices = progress_state.sampler.next_indices()  # the global batch, drawn identically on every rank
+        if ctx.enabled:
+            indices = indices[ctx.shard(len(indices))]
+        lr, hr = train_store.batch(indices, progress_state.augment if cfg.augment else None)
         lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
-        loss = compute_loss(model, model_input(lr, cls.input_kind, scale), hr, loss_fn)
+        loss = step_loss(model_input(lr, cls.input_kind, scale), hr)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_gradients(model, optimizer, cfg)
         optimizer.step()
         scheduler.step()
-        progress_state.accumulate(train_loss=loss.detach().item())
+        progress_state.accumulate(train_loss=ctx.mean(loss))
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
             row = {"step": done, **progress_state.pop_means()}
-            if done % cfg.val_every == 0 or done == cfg.steps:
+            if ctx.is_main and (done % cfg.val_every == 0 or done == cfg.steps):
                 row["val_psnr"] = validation_psnr(model, val_store, device)
                 bar.set_postfix(loss=f"{row['train_loss']:.5f}", val_psnr=f"{row['val_psnr']:.2f}")
             history.append(row)
@@ -221,6 +243,9 @@ def train_sr(
         if done % cfg.checkpoint_every == 0 or done == end:
             checkpoint(done)
     bar.close()
+    if not ctx.is_main:  # the other ranks write nothing: rank 0 holds the same weights
+        return TrainResult(end, history[-1]["train_loss"] if history else math.nan, math.nan, math.nan,
+                           end * cfg.batch_size / max(progress_state.seconds, 1e-9), None)
     return finish_training(progress_state, model, val_store, out_dir, name, scale, kwargs, end, cfg.steps,
                            cfg.batch_size, mlflow)
 

@@ -1,0 +1,227 @@
+"""The Prefect `retrain` flow end to end on a tiny copy of the project, under prefect_test_harness: every
+stage through `dvc repro`, MLflow registry aliases, the Markdown report, the gpu tag limit, a DVC remote."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from tests.helpers import make_tiny_project  # noqa: E402
+
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+class _Env:
+    """PREFECT_HOME in a temp folder; no MLFLOW_TRACKING_URI/SRSTYLE_ROOT leaking in from the caller."""
+
+    def __init__(self, home: Path):
+        self.home = home
+
+    def __enter__(self):
+        self.saved = {k: os.environ.pop(k, None) for k in ("MLFLOW_TRACKING_URI", "SRSTYLE_ROOT", "PREFECT_HOME")}
+        os.environ["PREFECT_HOME"] = str(self.home)
+
+    def __exit__(self, *exc):
+        os.environ.pop("PREFECT_HOME", None)
+        for k, v in self.saved.items():
+            if v is not None:
+                os.environ[k] = v
+
+
+def _alias(root: Path, alias: str):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns.db'}")
+    try:
+        return mlflow.MlflowClient().get_model_version_by_alias("sr-x3", alias)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def _gpu_probe_flow():
+    """Two `gpu`-tagged tasks submitted at once: under the limit of 1 they must not overlap."""
+    from prefect import flow, task
+
+    @task(tags=["gpu"])
+    def hold(i: int) -> tuple[float, float]:
+        t0 = time.monotonic()
+        time.sleep(1.5)
+        return t0, time.monotonic()
+
+    @flow
+    def probe() -> list:
+        futures = [hold.submit(i) for i in range(2)]
+        return [f.result() for f in futures]
+
+    return probe
+
+
+@pytest.fixture(scope="module")
+def flow_run(tmp_path_factory):
+    from prefect.artifacts import Artifact
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipelines.retrain import REPORT_KEY, retrain
+
+    base = tmp_path_factory.mktemp("flow")
+    # Two runs in params.yaml; the flow's `models`/`scale` parameters narrow them to one.
+    root = make_tiny_project(base / "proj", runs={"espcn_x3": {"model": "espcn", "scale": 3},
+                                                 "fsrcnn_x3": {"model": "fsrcnn", "scale": 3}},
+                             extra=("bentofile.yaml",))
+    subprocess.run([DVC, "remote", "add", "-d", "local", "../remote"], cwd=root, check=True, capture_output=True)
+    out = {"root": root}
+    with _Env(base / "prefect-home"), prefect_test_harness(server_startup_timeout=60):
+        t0 = time.perf_counter()
+        out["result"] = retrain(project_dir=str(root), models=["espcn"], scale=3,
+                                overrides={"recipes.espcn.steps": 16}, push_remote=True,
+                                build_bento=False)  # bentoml build: in the slow test below
+        out["seconds"] = time.perf_counter() - t0
+        out["artifact"] = Artifact.get(REPORT_KEY).data
+        out["gpu_intervals"] = sorted(_gpu_probe_flow()())
+        with get_client(sync_client=True) as client:
+            out["train_runs"] = client.read_task_runs(
+                task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["train@espcn_x3"])))
+            out["gpu_limit"] = client.read_concurrency_limit_by_tag("gpu")
+    print(f"retrain flow: {out['seconds']:.1f} s; stages: {out['result']['steps']}")
+    return out
+
+
+def test_flow_trains_evaluates_promotes_and_packages(flow_run):
+    root, result = flow_run["root"], flow_run["result"]
+    assert result["runs"] == ["espcn_x3"]
+    assert result["params_changes"] == {"runs": {"espcn_x3": {"model": "espcn", "scale": 3}}, "recipes.espcn.steps": 16}
+    assert [s["stage"] for s in result["steps"] if s["ran"]] == [
+        "fetch", "validate", "patches", "train@espcn_x3", "evaluate@espcn_x3", "export_onnx@espcn_x3", "promote",
+        "package", "dvc push"]
+    assert not (root / "data/models/fsrcnn_x3").exists()
+    assert json.loads((root / "data/models/espcn_x3/train_metrics.json").read_text())["steps"] == 16
+    assert "steps: 16" in (root / "params.yaml").read_text()
+    metrics = result["metrics"]["espcn_x3"]
+    assert metrics == json.loads((root / "data/eval/espcn_x3/metrics.json").read_text())
+    assert metrics["psnr"] > 15 and metrics["psnr_gain"] == pytest.approx(metrics["psnr"] - metrics["bicubic_psnr"], abs=1e-3)
+    decision = result["decisions"]["espcn_x3"]
+    assert decision["outcome"] == "first champion" and decision["registered_model"] == "sr-x3"
+    assert result["package"]["files"] == ["sr-x3.onnx"] and (root / "serve_models/sr-x3.onnx").is_file()
+    # and DVC agrees that everything the flow covers is up to date (compare/benchmark are not part of it)
+    status = subprocess.run([DVC, "status", "promote"], cwd=root, capture_output=True, text=True)
+    assert "up to date" in status.stdout, status.stdout
+
+
+def test_registry_alias_points_at_the_trained_run(flow_run):
+    import mlflow
+
+    root, result = flow_run["root"], flow_run["result"]
+    champion, challenger = _alias(root, "champion"), _alias(root, "challenger")
+    run_id = json.loads((root / "data/models/espcn_x3/mlflow_run.json").read_text())["run_id"]
+    assert str(champion.version) == str(challenger.version) == str(result["decisions"]["espcn_x3"]["version"]) == "1"
+    assert champion.tags["srstyle.source_run_id"] == run_id
+    assert float(champion.tags["metric.psnr"]) == pytest.approx(result["metrics"]["espcn_x3"]["psnr"])
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns.db'}")
+    try:
+        run = mlflow.get_run(run_id)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert run.data.params["train.steps"] == "16" and "eval_psnr" in run.data.metrics
+
+
+def test_markdown_artifact_has_metrics_decision_and_mlflow_run(flow_run):
+    root, result, report = flow_run["root"], flow_run["result"], flow_run["artifact"]
+    assert report == result["report"]
+    m = result["metrics"]["espcn_x3"]
+    run_id = json.loads((root / "data/models/espcn_x3/mlflow_run.json").read_text())["run_id"]
+    row = next(line for line in report.splitlines() if line.startswith("| espcn_x3 | ") and "runs:/" in line)
+    assert f"| {m['psnr']:.2f} | {m['ssim']:.4f} | {m['bicubic_psnr']:.2f} | {m['bicubic_ssim']:.4f} |" in row
+    assert f"`runs:/{run_id}`" in row and "| 16 |" in row
+    assert "| espcn_x3 | sr-x3 | 1 | **first champion** |" in report
+    assert f"sqlite:///{root / 'mlruns.db'}" in report
+    assert "| train@espcn_x3 | ran |" in report and "`recipes.espcn.steps=16`" in report
+
+
+def test_training_is_tagged_gpu_under_a_concurrency_limit(flow_run):
+    limit = flow_run["gpu_limit"]
+    assert limit.tag == "gpu" and limit.concurrency_limit == 1 and not limit.active_slots
+    assert flow_run["result"]["gpu_limit"] == {"tag": "gpu", "limit": 1}
+    assert len(flow_run["train_runs"]) == 1 and "gpu" in flow_run["train_runs"][0].tags
+    (_, end_first), (start_second, _) = flow_run["gpu_intervals"]
+    assert start_second >= end_first  # the second gpu task waited for the slot
+
+
+def test_outputs_were_pushed_to_the_dvc_remote(flow_run):
+    root = flow_run["root"]
+    assert sum(1 for p in (root.parent / "remote").rglob("*") if p.is_file()) > 5
+    status = subprocess.run([DVC, "status", "-c"], cwd=root, capture_output=True, text=True)
+    assert status.returncode == 0 and "new:" not in status.stdout and "missing:" not in status.stdout, status.stdout
+
+
+def test_mlflow_links_use_a_server_uri():
+    from pipelines.retrain import run_link
+
+    record = {"run_id": "abc123def", "experiment_id": "4", "tracking_uri": "http://127.0.0.1:5000"}
+    assert run_link(record, None) == "[abc123de](http://127.0.0.1:5000/#/experiments/4/runs/abc123def)"
+    sqlite = {**record, "tracking_uri": "sqlite:////x/mlruns.db"}
+    assert run_link(sqlite, None) == "`runs:/abc123def`"
+    assert run_link(sqlite, "http://mlflow.team:5000/").startswith("[abc123de](http://mlflow.team:5000/#/")
+
+
+def test_bad_override_fails_before_any_stage(tmp_path):
+    from pipelines.retrain import params_changes
+    from srstyle.config import ConfigError
+
+    (tmp_path / "params.yaml").write_text("# keep me\nseed: 0\nruns:\n  espcn_x3: {model: espcn, scale: 3}\n")
+    with pytest.raises(ConfigError, match="trian"):
+        params_changes(tmp_path, None, None, {"trian.steps": 5})
+    assert (tmp_path / "params.yaml").read_text().startswith("# keep me")
+    assert params_changes(tmp_path, 2, None, {"train.steps": 5}) == {
+        "runs": {"espcn_x2": {"model": "espcn", "scale": 2}}, "train.steps": 5}
+    text = (tmp_path / "params.yaml").read_text()
+    assert text.startswith("# keep me") and "steps: 5" in text
+    assert params_changes(tmp_path, 2, None, {"train.steps": 5}) == {}  # already applied: nothing to write
+
+
+@pytest.mark.slow
+def test_rerun_is_skipped_by_dvc_and_a_weaker_challenger_keeps_the_champion(flow_run, tmp_path):
+    from prefect.artifacts import Artifact
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipelines.retrain import REPORT_KEY, retrain
+
+    root = flow_run["root"]
+    with _Env(tmp_path / "prefect-home"), prefect_test_harness(server_startup_timeout=60):
+        t0 = time.perf_counter()
+        os.environ["BENTOML_HOME"] = str(tmp_path / "bentoml")
+        try:  # with `bentoml build` this time (what `make package` does), into a temp BENTOML_HOME
+            second = retrain(project_dir=str(root), models=["espcn"], scale=3, build_bento=True)
+        finally:
+            os.environ.pop("BENTOML_HOME")
+        print(f"unchanged rerun with bentoml build: {time.perf_counter() - t0:.1f} s; {second['steps'][-1]}")
+        # 6 steps instead of 16: a new version, made `challenger`; `champion` moves only if it wins (it doesn't).
+        third = retrain(project_dir=str(root), overrides={"recipes.espcn.steps": 6})
+        report = Artifact.get(REPORT_KEY).data
+    assert second["params_changes"] == {}
+    assert [s["stage"] for s in second["steps"] if s["ran"]] == ["package"]  # DVC skipped every stage
+    assert second["decisions"] == flow_run["result"]["decisions"]
+    bento = second["package"]["bento"]
+    assert bento and ":" in bento and (tmp_path / "bentoml/bentos" / bento.replace(":", "/")).is_dir()
+    decision = third["decisions"]["espcn_x3"]
+    assert str(decision["version"]) == "2" and str(decision["champion_version"]) == "1"
+    assert str(_alias(root, "challenger").version) == "2"
+    assert decision["outcome"] == "kept champion"  # 6 steps: ~12.7 dB vs ~17.9 dB, deterministic (seeded)
+    assert decision["psnr"] < decision["champion_psnr"] - decision["margin_db"]
+    assert str(_alias(root, "champion").version) == "1"
+    assert f"**{decision['outcome']}**" in report and "`recipes.espcn.steps=6`" in report
+    assert second["report"].count(f"Bento: `{bento}`") == 1
+
+
+def test_fetch_retries_with_backoff_and_train_is_tagged_gpu():
+    from pipelines.retrain import fetch, train
+
+    assert fetch.retries == 3 and fetch.retry_delay_seconds == [10, 20, 40] and fetch.retry_jitter_factor == 0.5
+    assert train.tags == {"gpu"}

@@ -116,3 +116,37 @@ def test_export_int8_writes_both_precisions_metrics(trained):
 def test_calibration_needs_a_patch_store(tmp_path):
     with pytest.raises(QuantizationError, match="no patch store"):
         calibration_patches(tmp_path, 10)
+
+
+def test_onnxruntime_runs_the_int8_model_fully_in_integer_kernels(trained, tmp_path):
+    """After the Tanh rewrite and bias requantisation every Conv and activation is fused (no float Tanh/Conv)."""
+    import onnxruntime as ort
+
+    from srstyle.engine import session_options
+
+    root, raw, _, fp32 = trained
+    patches = calibration_patches(root / "patches/train/y_x3", 128)
+    fused = {}
+    for flag in (True, False):
+        path = quantize_sr_onnx(fp32, patches, Int8Config(tanh_as_sigmoid=flag), tmp_path / f"{flag}.int8.onnx")
+        opts = session_options(EngineConfig())
+        opts.optimized_model_filepath = str(tmp_path / f"{flag}.opt.onnx")
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        fused[flag] = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    assert fused[True].count("QLinearConv") == 3 and fused[True].count("QLinearSigmoid") == 2
+    assert "Tanh" not in fused[True] and "Conv" not in fused[True]
+    assert "Tanh" in fused[False]  # what the rewrite removes: float Tanh between dequantise/quantise
+    ref, got = OrtEngine(fp32), OrtEngine(tmp_path / "True.int8.onnx")
+    x = _val_y(raw)[1]
+    assert output_psnr(ref.run(x), got.run(x)) >= 40.0
+
+
+def test_pixel_grid_represents_8bit_input_exactly(trained, tmp_path):
+    from onnx import numpy_helper
+
+    root, _, _, fp32 = trained
+    path = quantize_sr_onnx(fp32, calibration_patches(root / "patches/train/y_x3", 64), Int8Config(), tmp_path / "p.int8.onnx")
+    proto = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    q_in = next(n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == proto.graph.input[0].name)
+    assert float(inits[q_in.input[1]]) == pytest.approx(1 / 255) and int(inits[q_in.input[2]]) == 0

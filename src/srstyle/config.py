@@ -163,13 +163,18 @@ class Int8Config(_Strict):
     enabled: bool = True
     calibration_patches: int = Field(512, gt=0)   # LR patches from the train store, seeded random choice
     calibration_batch: int = Field(64, gt=0)
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    method: Literal["minmax", "entropy", "percentile"] = "percentile"
+    percentile: float = Field(99.999, gt=50, le=100)  # method percentile: the activation range kept
     per_channel: bool = True                     # per-output-channel weight scales
     activation_type: Literal["uint8", "int8"] = "uint8"
     weight_type: Literal["int8", "uint8"] = "int8"
     # 7-bit weights: avoids the int16 saturation of u8s8 kernels on AVX2 CPUs without VNNI (onnxruntime docs)
     reduce_range: bool = True
     preprocess: bool = True                      # onnxruntime's quant_pre_process (shape inference + fusion)
+    # Tanh as 2*sigmoid(2x)-1 so onnxruntime runs it as a uint8 table lookup (QLinearSigmoid), not in float
+    tanh_as_sigmoid: bool = True
+    # model input and output quantised with scale 1/255 (exact for 8-bit pixels) instead of calibrated ranges
+    pixel_grid: bool = True
     max_psnr_drop_db: float = Field(0.1, ge=0)   # target: int8 PSNR at most this far below fp32 (warned)
 
 

@@ -45,6 +45,10 @@ def calibration_patches(store_dir: Path, count: int, seed: int = 0) -> np.ndarra
 def _reader(patches: np.ndarray, batch: int, input_name: str):
     from onnxruntime.quantization import CalibrationDataReader
 
+    # equal batches: the histogram calibrators (percentile, entropy) stack the batches into one array
+    batch = min(batch, len(patches))
+    patches = patches[: len(patches) - len(patches) % batch]
+
     class PatchReader(CalibrationDataReader):
         def __init__(self) -> None:
             self.i = 0
@@ -91,13 +95,17 @@ def quantize_sr_onnx(fp32_path: Path, patches: np.ndarray, cfg: Int8Config, out_
             str(model_in), str(raw_out), _reader(patches, cfg.calibration_batch, source.graph.input[0].name),
             quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel, activation_type=qtype[cfg.activation_type],
             weight_type=qtype[cfg.weight_type], calibrate_method=method, reduce_range=cfg.reduce_range,
-            extra_options={"ActivationSymmetric": cfg.activation_type == "int8"},
+            extra_options={"ActivationSymmetric": cfg.activation_type == "int8", "CalibPercentile": cfg.percentile},
         )
         proto = onnx.load(str(raw_out))
+        rewritten = tanh_as_sigmoid(proto) if cfg.tanh_as_sigmoid else 0
+        pinned = pin_pixel_grid(proto) if cfg.pixel_grid else 0
         del proto.metadata_props[:]
         meta.update({"precision": "int8", "quantization": f"static QDQ, {cfg.method} calibration on "
                      f"{len(patches)} LR patches, weights {cfg.weight_type}{' per-channel' if cfg.per_channel else ''}, "
-                     f"activations {cfg.activation_type}{', reduce_range' if cfg.reduce_range else ''}", "fp32_file": fp32_path.name})
+                     f"activations {cfg.activation_type}{', reduce_range' if cfg.reduce_range else ''}"
+                     f"{f', {rewritten} Tanh as table-lookup Sigmoid' if rewritten else ''}"
+                     f"{f', input/output on the 8-bit pixel grid ({pinned})' if pinned else ''}", "fp32_file": fp32_path.name})
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, str(value)
@@ -106,6 +114,149 @@ def quantize_sr_onnx(fp32_path: Path, patches: np.ndarray, cfg: Int8Config, out_
         onnx.save(proto, str(tmp_out))
         os.replace(tmp_out, out_path)
     return out_path
+
+
+def _rescale_bias(proto, conv, producers, inits, old_in_scale: float, new_in_scale: float, tag: str) -> None:
+    """A QDQ Conv's int32 bias is quantised with scale input_scale * weight_scale (onnxruntime fuses the
+    Conv into QLinearConv only when that holds): requantise it for a new input scale."""
+    from onnx import numpy_helper
+
+    dq_bias, dq_w = producers.get(conv.input[2]), producers.get(conv.input[1])
+    if dq_bias is None or dq_bias.op_type != "DequantizeLinear" or dq_w is None:
+        return
+    q_bias = numpy_helper.to_array(inits[dq_bias.input[0]]).astype(np.float64)
+    w_scale = numpy_helper.to_array(inits[dq_w.input[1]]).astype(np.float64)
+    real = q_bias * old_in_scale * w_scale
+    new_scale = (np.float64(new_in_scale) * w_scale).astype(np.float32)
+    new_q = np.rint(real / new_scale.astype(np.float64)).astype(np.int32)
+    proto.graph.initializer.append(numpy_helper.from_array(new_q, f"{tag}_bias_q"))
+    proto.graph.initializer.append(numpy_helper.from_array(new_scale, f"{tag}_bias_scale"))
+    dq_bias.input[0], dq_bias.input[1] = f"{tag}_bias_q", f"{tag}_bias_scale"
+    if len(dq_bias.input) > 2:
+        proto.graph.initializer.append(numpy_helper.from_array(np.zeros_like(new_q), f"{tag}_bias_zp"))
+        dq_bias.input[2] = f"{tag}_bias_zp"
+
+
+def tanh_as_sigmoid(proto) -> int:
+    """Rewrite every quantised ``DQ -> Tanh -> Q -> DQ`` so onnxruntime runs it as a table lookup.
+
+    onnxruntime fuses ``DQ -> Sigmoid -> Q`` into ``QLinearSigmoid`` (a 256-entry lookup on uint8), but
+    leaves Tanh in float: dequantise, tanh, quantise over the whole 64-channel feature map, which costs
+    almost half as much as the int8 convolution itself. tanh(x) = 2 sigmoid(2x) - 1 is exact and free:
+
+    * the DequantizeLinear before it gets twice the scale (it now yields 2x);
+    * Tanh becomes Sigmoid, quantised on the fixed grid scale 1/254, zero point 0 (sigmoid in [0, 1]);
+    * the DequantizeLinear after it reads the same uint8 with scale 2/254 and zero point 127, which gives
+      (q - 127) * 2/254 = 2 sigmoid - 1 = tanh back, so the next convolution needs no change, and its zero
+      padding (onnxruntime pads with the zero point) is still tanh = 0.
+
+    The activation grid becomes 2/254 over [-1, 1] instead of the calibrated range. Returns the count rewritten.
+    """
+    from onnx import numpy_helper
+
+    nodes = list(proto.graph.node)
+    producers = {o: n for n in nodes for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    inits = {i.name: i for i in proto.graph.initializer}
+
+    def const(name: str, value, dtype) -> str:
+        proto.graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
+        return name
+
+    count = 0
+    for k, tanh in enumerate(n for n in nodes if n.op_type == "Tanh"):
+        dq_a = producers.get(tanh.input[0])
+        q_b = consumers.get(tanh.output[0], [])
+        if dq_a is None or dq_a.op_type != "DequantizeLinear" or len(q_b) != 1 or q_b[0].op_type != "QuantizeLinear":
+            continue
+        q_b = q_b[0]
+        dq_bs = consumers.get(q_b.output[0], [])
+        if not dq_bs or any(d.op_type != "DequantizeLinear" for d in dq_bs) or len(consumers.get(dq_a.output[0], [])) != 1:
+            continue
+        zp_type = numpy_helper.to_array(inits[q_b.input[2]]).dtype if len(q_b.input) > 2 and q_b.input[2] in inits else None
+        if zp_type != np.uint8:
+            continue  # the fixed grid below is for uint8 activations
+        scale_a = numpy_helper.to_array(inits[dq_a.input[1]])
+        dq_a.input[1] = const(f"srstyle_tanh{k}_in_scale", scale_a * 2, scale_a.dtype)
+        tanh.op_type = "Sigmoid"
+        q_b.input[1] = const(f"srstyle_tanh{k}_sig_scale", 1 / 254, np.float32)
+        q_b.input[2] = const(f"srstyle_tanh{k}_sig_zp", 0, np.uint8)
+        old_scale = float(numpy_helper.to_array(inits[dq_bs[0].input[1]]))
+        out_scale = const(f"srstyle_tanh{k}_out_scale", 2 / 254, np.float32)
+        out_zp = const(f"srstyle_tanh{k}_out_zp", 127, np.uint8)
+        for j, d in enumerate(dq_bs):
+            d.input[1], d.input[2] = out_scale, out_zp
+            for conv in consumers.get(d.output[0], []):
+                if conv.op_type == "Conv" and len(conv.input) > 2:
+                    _rescale_bias(proto, conv, producers, inits, old_scale, np.float32(2 / 254), f"srstyle_tanh{k}_{j}")
+        count += 1
+    # drop initializers nothing reads any more
+    used = {i for n in proto.graph.node for i in n.input}
+    keep = [i for i in proto.graph.initializer if i.name in used]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(keep)
+    return count
+
+
+def pin_pixel_grid(proto) -> int:
+    """Quantise the model's input and output on the 8-bit pixel grid (scale 1/255, zero point 0).
+
+    Calibration gives the input a range like [0.06, 0.92] and so a scale that is not 1/255: 8-bit luma
+    then gets rounded once more on the way in, and the output is rounded to a grid that is not the one the
+    caller rounds to. With scale 1/255 the input of an 8-bit frame is represented exactly and the output's
+    rounding *is* the 8-bit rounding the caller does (values outside [0, 1] are clipped either way).
+    Returns how many of the two ends were pinned.
+    """
+    from onnx import numpy_helper
+
+    nodes = list(proto.graph.node)
+    producers = {o: n for n in nodes for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    inits = {i.name: i for i in proto.graph.initializer}
+    proto.graph.initializer.append(numpy_helper.from_array(np.array(1 / 255, np.float32), "srstyle_pixel_scale"))
+    proto.graph.initializer.append(numpy_helper.from_array(np.array(0, np.uint8), "srstyle_pixel_zp"))
+
+    def uint8_q(node) -> bool:
+        return (len(node.input) > 2 and node.input[2] in inits
+                and numpy_helper.to_array(inits[node.input[2]]).dtype == np.uint8)
+
+    def pin(q, tag: str) -> bool:
+        if not uint8_q(q):
+            return False
+        old = float(numpy_helper.to_array(inits[q.input[1]]))
+        q.input[1], q.input[2] = "srstyle_pixel_scale", "srstyle_pixel_zp"
+        for j, d in enumerate(consumers.get(q.output[0], [])):
+            if d.op_type != "DequantizeLinear":
+                return False
+            d.input[1], d.input[2] = "srstyle_pixel_scale", "srstyle_pixel_zp"
+            for conv in consumers.get(d.output[0], []):
+                if conv.op_type == "Conv" and len(conv.input) > 2:
+                    _rescale_bias(proto, conv, producers, inits, old, np.float32(1 / 255), f"srstyle_{tag}{j}")
+        return True
+
+    pinned = 0
+    q_in = [n for n in consumers.get(proto.graph.input[0].name, []) if n.op_type == "QuantizeLinear"]
+    if len(q_in) == 1 and pin(q_in[0], "in"):
+        pinned += 1
+    # output: walk back through data-movement ops to the last DequantizeLinear and its QuantizeLinear
+    node = producers.get(proto.graph.output[0].name)
+    while node is not None and node.op_type in ("DepthToSpace", "Reshape", "Transpose", "Identity"):
+        node = producers.get(node.input[0])
+    if node is not None and node.op_type == "DequantizeLinear":
+        q_out = producers.get(node.input[0])
+        if q_out is not None and q_out.op_type == "QuantizeLinear" and pin(q_out, "out"):
+            pinned += 1
+    used = {i for n in proto.graph.node for i in n.input}
+    keep = [i for i in proto.graph.initializer if i.name in used]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(keep)
+    return pinned
 
 
 def output_psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -92,15 +92,15 @@ def test_failure_mid_stream_leaves_no_partial_output(assets, tmp_path):
     _, onnx_path, clip = assets
     model = load_sr_model(onnx_path)
     calls = {"n": 0}
-    real = model.run
+    real = model.engine.run
 
-    def flaky(x):
+    def flaky(x, out=None):
         calls["n"] += 1
         if calls["n"] == 5:
             raise RuntimeError("inference failed on frame 5")
-        return real(x)
+        return real(x, out=out)
 
-    model.run = flaky
+    model.engine.run = flaky
     out = tmp_path / "out.mp4"
     out.write_bytes(b"previous result")  # an existing file is only replaced on success
     with pytest.raises(RuntimeError, match="frame 5"):
@@ -121,3 +121,19 @@ def test_cli_video_and_its_errors(assets, tmp_path, capsys):
     assert not (tmp_path / "o.mp4").exists()
     with pytest.raises(SystemExit, match="must be a video file"):
         main(["upscale", str(clip), str(tmp_path / "x.png"), "--model", str(onnx_path)])
+
+
+def test_pytorch_fallback_gives_the_same_video(assets, tmp_path):
+    """A trainer model.pt (no export) runs through PyTorch; same frames as the onnxruntime engine."""
+    from srstyle.train.sr import save_model_file
+
+    root, onnx_path, clip = assets
+    pt = tmp_path / "model.pt"
+    save_model_file(pt, "espcn", 3, {"channels": [16, 8]}, trained_espcn(), step=0)
+    torch_model = load_sr_model(pt)
+    assert torch_model.engine is None
+    upscale_video(torch_model, clip, tmp_path / "t.mkv", VideoConfig(crf=0), progress=False)
+    upscale_video(load_sr_model(onnx_path), clip, tmp_path / "o.mkv", VideoConfig(crf=0), progress=False)
+    a = _first_frame(tmp_path / "t.mkv", "yuv420p").astype(np.int16)
+    b = _first_frame(tmp_path / "o.mkv", "yuv420p").astype(np.int16)
+    assert np.abs(a - b).max() <= 1

@@ -266,6 +266,12 @@ def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoCo
             finally:
                 stats.stage_seconds["decode"] = busy
 
+        # The engine writes each frame's output into one preallocated buffer (IO binding): it is free
+        # again as soon as it is converted to uint8, before the next frame is run.
+        engine = getattr(model, "engine", None)
+        direct = engine is not None and not model.ensemble and not (model.tile and max(w, h) > model.tile)
+        out_buf = np.empty((1, 1, h * s, w * s), np.float32) if direct else None
+
         def infer() -> None:
             busy = 0.0
             try:
@@ -278,7 +284,8 @@ def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoCo
                         t = time.perf_counter()
                         kind, pts, tb, y, cb, cr = item
                         x = np.multiply(y, np.float32(1 / 255), dtype=np.float32)[None, None]
-                        y_sr = y_to_uint8(model.predict(x))[0, 0]
+                        sr = engine.run(x, out=out_buf) if direct else model.predict(x)
+                        y_sr = y_to_uint8(sr)[0, 0]
                         item = (kind, pts, tb, y_sr, cb, cr)
                         busy += time.perf_counter() - t
                     if not pipe.put(pipe.q_inferred, item):

@@ -104,3 +104,25 @@ def test_variant_paths_and_errors(exported, tmp_path):
     bad.write_bytes(b"not a protobuf at all")
     with pytest.raises(ModelLoadError, match="bad.onnx"):
         load_sr_model(bad)
+
+
+def test_service_catalog_serves_both_precisions_on_the_engine(exported, tmp_path, monkeypatch):
+    from srstyle.config import Int8Config
+    from srstyle.export.quantize import quantize_sr_onnx
+    from srstyle.serving.catalog import load_catalog
+
+    _, path = exported
+    folder = tmp_path / "serve"
+    folder.mkdir()
+    fp32 = folder / "espcn_x3.onnx"
+    fp32.write_bytes(path.read_bytes())
+    patches = np.random.default_rng(0).uniform(0.06, 0.92, (64, 1, 16, 16)).astype(np.float32)
+    quantize_sr_onnx(fp32, patches, Int8Config(calibration_batch=16))
+    monkeypatch.setenv("SRSTYLE_SERVE_DIR", str(folder))
+    catalog = load_catalog(engine=EngineConfig(intra_op_threads=1, allow_spinning=False))
+    assert sorted(catalog.models) == ["espcn_x3", "espcn_x3.int8"] and not catalog.errors
+    assert catalog.default_for(3).name == "espcn_x3"
+    for served in catalog.models.values():
+        assert served.model.engine.cfg.intra_op_threads == 1
+    assert catalog.models["espcn_x3.int8"].model.engine.precision == "int8"
+    assert load_catalog(engine=EngineConfig(precision="int8")).default_for(3).name == "espcn_x3.int8"

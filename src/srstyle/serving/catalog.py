@@ -51,7 +51,9 @@ class Catalog:
 
 def _from_dir(folder: Path, threads: int, engine=None) -> Catalog:
     catalog = Catalog()
-    for path in sorted(folder.glob("*.onnx")):
+    # The precision engine.precision asks for comes first, so it is the default for its scale.
+    int8_first = getattr(engine, "precision", "fp32") == "int8"
+    for path in sorted(folder.glob("*.onnx"), key=lambda p: (p.name.endswith(".int8.onnx") != int8_first, p.name)):
         try:
             model = load_sr_model(path, threads=threads, engine=engine)
         except Exception as exc:  # noqa: BLE001 - one bad file must not take the service down

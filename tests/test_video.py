@@ -46,6 +46,9 @@ def test_frame_count_size_duration_and_audio(assets, tmp_path):
     assert got["audio"] == ["aac"] and stats.audio_packets > 0
     assert set(stats.stage_seconds) == {"decode", "infer", "encode"} and stats.fps > 0
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]  # no temporary left behind
+    with av.open(str(out)) as c:  # untagged SD input: the 1080p output says BT.601, not the HD default 709
+        cc = c.streams.video[0].codec_context
+        assert (cc.colorspace, cc.color_primaries, cc.color_range) == (6, 6, 1)
 
 
 @pytest.mark.parametrize("crf, min_db", [(0, 44.0), (18, 36.0)])

@@ -146,6 +146,25 @@ def probe(src: Path | str) -> dict:
         container.close()
 
 
+_UNSPECIFIED, _BT601, _MPEG_RANGE = 2, 6, 1  # AVCOL_SPC/PRI/TRC_UNSPECIFIED, *_SMPTE170M, AVCOL_RANGE_MPEG
+
+
+def _copy_colour_tags(src, dst, height: int) -> None:
+    """The output planes are the input's planes, so they mean what the input's meant: copy its colour tags.
+
+    An untagged SD input is BT.601 by convention (what FFmpeg assumes when converting it); an untagged
+    1080p output would be read as BT.709 by players, shifting the colours, so it is tagged BT.601 explicitly.
+    """
+    sd = height <= 576
+    for attr in ("colorspace", "color_primaries", "color_trc"):
+        value = getattr(src, attr, _UNSPECIFIED)
+        if value == _UNSPECIFIED and sd:
+            value = _BT601
+        if value != _UNSPECIFIED:
+            setattr(dst, attr, value)
+    dst.color_range = src.color_range or _MPEG_RANGE
+
+
 class _Pipeline:
     def __init__(self, size: int):
         self.stop = threading.Event()
@@ -219,6 +238,7 @@ def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoCo
             vout.width, vout.height, vout.pix_fmt = w * s, h * s, "yuv420p"
             vout.time_base = vin.time_base
             vout.codec_context.time_base = vin.time_base
+            _copy_colour_tags(vin.codec_context, vout.codec_context, h)
             if cfg.codec in ("libx264", "libx265"):
                 vout.options = {"crf": str(cfg.crf), "preset": cfg.preset}
             if cfg.encoder_threads:

@@ -120,6 +120,7 @@ def main() -> None:
         # one thread each: the int8/fp32 ratio least disturbed by other work on a shared machine
         one = OrtEngine(int8_files["ort int8 (params default: u8s8 per-channel 7-bit, Tanh lookup)"], EngineConfig(intra_op_threads=1))
         candidates["ort int8 (params default) 1 thread"] = lambda: one.run(x, out=out)
+        int8_files["ort int8 (params default) 1 thread"] = one.path
         results["int8_psnr_vs_fp32"]["ort int8 (params default) 1 thread"] = round(output_psnr(ref, one.run(x)), 2)
 
         # Interleaved rounds: every variant is timed once per round, so load changes on a shared machine

@@ -126,11 +126,7 @@ def probe(src: Path | str) -> dict:
     container = _open_input(src)
     try:
         stream = container.streams.video[0]
-        frames, first_pts, last_pts = 0, None, None
-        for frame in container.decode(stream):
-            frames += 1
-            first_pts = frame.pts if first_pts is None else first_pts
-            last_pts = frame.pts
+        frames = sum(1 for _ in container.decode(stream))
         rate = stream.average_rate or stream.guessed_rate
         duration = float(container.duration / 1_000_000) if container.duration else None
         return {"frames": frames, "width": stream.codec_context.width, "height": stream.codec_context.height,
@@ -348,7 +344,7 @@ def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoCo
         except BaseException as exc:  # noqa: BLE001
             pipe.fail(exc)
         finally:
-            pipe.stop.set() if pipe.errors else None
+            pipe.stop.set()  # normal end: the workers have finished already; on error: they stop now
             for th in threads:
                 th.join()
             stats.stage_seconds["encode"] = busy

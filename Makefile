@@ -34,6 +34,7 @@ test-all: install
 bench: install
 	$(PY) benchmarks/bench_espcn.py
 	$(PY) benchmarks/bench_tiling.py
+	$(PY) benchmarks/bench_video.py
 
 upscale-demo: install
 	srstyle upscale data/raw/val/chelsea.png chelsea_x3.png --model data/onnx/espcn_x3/espcn_x3.onnx

@@ -66,3 +66,25 @@ def make_tiny_project(root: Path, runs: dict | None = None, extra: tuple[str, ..
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
         subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
     return root
+
+def trained_espcn(steps: int = 120, channels=(16, 8), seed: int = 0):
+    """A small ESPCN x3 fitted briefly to bicubic-downscaled synthetic photos: outputs in the image range
+    (a random-weight model's outputs are not, which makes colour-path comparisons meaningless)."""
+    import torch
+
+    from srstyle.color import rgb_to_y
+    from srstyle.models import build_model
+    from srstyle.resize import downscale_rgb
+
+    hr = np.stack([rgb_to_y(photo(48, 48, seed=seed + i)) for i in range(16)]) / 255.0
+    lr = np.stack([rgb_to_y(downscale_rgb(photo(48, 48, seed=seed + i), 3)) for i in range(16)]) / 255.0
+    x, y = torch.tensor(lr, dtype=torch.float32)[:, None], torch.tensor(hr, dtype=torch.float32)[:, None]
+    torch.manual_seed(seed)
+    model = build_model("espcn", 3, channels=list(channels))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()

@@ -12,10 +12,62 @@ from . import __version__
 log = logging.getLogger("srstyle")
 
 
-def _upscale(args: argparse.Namespace) -> int:
-    from .inference import ModelLoadError, load_sr_model, upscale_rgb
-    from .io import ImageError, load_rgb, save_png
+def _settings(args: argparse.Namespace):
+    """params.yaml (engine, video sections) when present, else the defaults; --threads overrides."""
+    from .config import ConfigError, Params, load_params
 
+    try:
+        params = load_params(args.params) if Path(args.params).is_file() else Params()
+    except ConfigError as exc:
+        raise SystemExit(f"srstyle {args.command}: {exc}") from None
+    engine = params.engine
+    if args.threads:
+        engine = engine.model_copy(update={"intra_op_threads": args.threads})
+    return params, engine, args.precision
+
+
+def _load_model(args: argparse.Namespace, engine, precision):
+    """The model through the engine; an .onnx file runs in ``precision`` (--precision) or else in
+    engine.precision when that variant exists (params.yaml asks for int8 but the file has none: fp32)."""
+    from .engine import variant_path
+    from .inference import ModelLoadError, load_sr_model
+
+    onnx_file = str(args.model).endswith(".onnx")
+    if precision is None and onnx_file and engine.precision != "fp32":
+        if variant_path(args.model, engine.precision).is_file():
+            precision = engine.precision
+        else:
+            log.warning("%s: no %s variant; running it as given", args.model, engine.precision)
+    try:
+        return load_sr_model(args.model, engine=engine, precision=precision if onnx_file else None)
+    except ModelLoadError as exc:
+        raise SystemExit(f"srstyle upscale: {exc}") from None
+
+
+def _upscale_video(args: argparse.Namespace) -> int:
+    from .video import VideoError, upscale_video
+
+    params, engine, precision = _settings(args)
+    engine = engine.model_copy(update={"allow_spinning": params.video.allow_spinning})
+    model = _load_model(args, engine, precision)
+    try:
+        stats = upscale_video(model, args.input, args.output, params.video, progress=not args.no_progress)
+    except VideoError as exc:
+        raise SystemExit(f"srstyle upscale: {exc}") from None
+    (w, h), (ow, oh) = stats.input_size, stats.output_size
+    split = ", ".join(f"{k} {v:.1f} s" for k, v in stats.stage_seconds.items())
+    print(f"{args.input} {w}x{h} -> {args.output} {ow}x{oh} (x{model.scale}, {model.source}): {stats.frames} frames "
+          f"in {stats.seconds:.1f} s = {stats.fps:.1f} fps; busy time per stage: {split}; {stats.audio_packets} audio packets copied")
+    return 0
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from .inference import upscale_rgb
+    from .io import ImageError, load_rgb, save_png
+    from .video import is_video
+
+    if is_video(args.input):
+        return _upscale_video(args)
     out = Path(args.output)
     if out.suffix.lower() != ".png":
         raise SystemExit(f"srstyle upscale: output {out} must be a .png file (lossless)")
@@ -23,10 +75,8 @@ def _upscale(args: argparse.Namespace) -> int:
         rgb = load_rgb(args.input, max_pixels=args.max_pixels)
     except ImageError as exc:
         raise SystemExit(f"srstyle upscale: {exc}") from None
-    try:
-        model = load_sr_model(args.model, threads=args.threads)
-    except ModelLoadError as exc:
-        raise SystemExit(f"srstyle upscale: {exc}") from None
+    _, engine, precision = _settings(args)
+    model = _load_model(args, engine, precision)
     model.tile, model.overlap, model.ensemble = args.tile, args.overlap, args.ensemble
     result = upscale_rgb(model, rgb)
     save_png(result, out)
@@ -129,15 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"srstyle {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("upscale", help="super-resolve a photo (Y by the model, CbCr by bicubic)")
-    up.add_argument("input", help="input image (PNG, JPEG, BMP, TIFF, WebP)")
-    up.add_argument("output", help="output PNG")
+    up = sub.add_parser("upscale", help="super-resolve a photo or a video (Y by the model, CbCr by bicubic)")
+    up.add_argument("input", help="input image (PNG, JPEG, BMP, TIFF, WebP) or video (.mp4, .mkv, .mov, .webm, .avi)")
+    up.add_argument("output", help="output PNG for an image; .mp4/.mkv for a video (audio is copied)")
     up.add_argument("--model", required=True, help="an .onnx file, a trainer model.pt, or an MLflow URI (runs:/..., models:/...)")
     up.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
     up.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse inputs larger than this")
     up.add_argument("--tile", type=int, default=512, help="LR tile side for bounded-memory inference (0 = whole image)")
     up.add_argument("--overlap", type=int, default=None, help="LR context per tile side (default: the model's receptive radius)")
     up.add_argument("--ensemble", action="store_true", help="x8 geometric self-ensemble (EDSR+ style; 8x slower)")
+    up.add_argument("--precision", choices=["fp32", "int8"], default=None,
+                    help="which exported variant of an .onnx model to run (default: engine.precision in params.yaml)")
+    up.add_argument("--params", default="params.yaml", help="engine/video settings (defaults when the file is absent)")
+    up.add_argument("--no-progress", action="store_true", help="video: no progress bar")
     up.set_defaults(func=_upscale)
 
     pro = sub.add_parser("promote", help="register the runs' models in MLflow and move `champion` if a challenger wins")

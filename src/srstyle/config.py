@@ -157,9 +157,54 @@ class ServingConfig(_Strict):
     max_latency_ms: int = Field(10000, gt=0)
 
 
+class Int8Config(_Strict):
+    """Static int8 quantisation (QDQ) of each exported SR model, calibrated on patch-store LR patches."""
+
+    enabled: bool = True
+    calibration_patches: int = Field(512, gt=0)   # LR patches from the train store, seeded random choice
+    calibration_batch: int = Field(64, gt=0)
+    method: Literal["minmax", "entropy", "percentile"] = "percentile"
+    percentile: float = Field(99.999, gt=50, le=100)  # method percentile: the activation range kept
+    per_channel: bool = True                     # per-output-channel weight scales
+    activation_type: Literal["uint8", "int8"] = "uint8"
+    weight_type: Literal["int8", "uint8"] = "int8"
+    # 7-bit weights: avoids the int16 saturation of u8s8 kernels on AVX2 CPUs without VNNI (onnxruntime docs)
+    reduce_range: bool = True
+    preprocess: bool = True                      # onnxruntime's quant_pre_process (shape inference + fusion)
+    # Tanh as 2*sigmoid(2x)-1 so onnxruntime runs it as a uint8 table lookup (QLinearSigmoid), not in float
+    tanh_as_sigmoid: bool = True
+    # model input and output quantised with scale 1/255 (exact for 8-bit pixels) instead of calibrated ranges
+    pixel_grid: bool = True
+    max_psnr_drop_db: float = Field(0.1, ge=0)   # target: int8 PSNR at most this far below fp32 (warned)
+
+
 class ExportConfig(_Strict):
     opset: int = Field(18, ge=13)
     atol: float = Field(1e-4, gt=0)
+    int8: Int8Config = Int8Config()
+
+
+class EngineConfig(_Strict):
+    """onnxruntime session settings shared by every consumer of an exported model (srstyle.engine)."""
+
+    precision: Literal["fp32", "int8"] = "fp32"  # which exported file the CLI uses by default
+    intra_op_threads: int = Field(0, ge=0)       # 0 = one per physical core
+    inter_op_threads: int = Field(1, ge=1)
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    allow_spinning: bool = True                  # busy-wait between ops (fast alone, steals CPU in a pipeline)
+    io_binding: bool = True                      # write outputs into preallocated buffers
+
+
+class VideoConfig(_Strict):
+    """`srstyle upscale clip.mp4 out.mp4`: streaming decode -> Y through the model -> encode."""
+
+    codec: str = "libx264"
+    preset: str = "ultrafast"                    # x264 speed/size trade-off (ultrafast: ~half the CPU of veryfast, ~3x the bytes)
+    crf: int = Field(18, ge=0, le=51)            # x264 quality (0 = lossless)
+    encoder_threads: int = Field(0, ge=0)        # 0 = codec default
+    queue_size: int = Field(4, gt=0)             # frames buffered between decode, inference and encode
+    max_frame_pixels: int = Field(4_000_000, gt=0)  # input frame size limit (before upscaling)
+    allow_spinning: bool = False                 # engine spinning while decode/encode need the cores
 
 
 # --- Style transfer ---------------------------------------------------------------------------------------
@@ -294,6 +339,8 @@ class Params(_Strict):
     export: ExportConfig = ExportConfig()
     tracking: TrackingConfig = TrackingConfig()
     style: StyleConfig = StyleConfig()
+    engine: EngineConfig = EngineConfig()
+    video: VideoConfig = VideoConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

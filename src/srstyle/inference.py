@@ -41,6 +41,7 @@ class SRModel:
     tile: int = 0
     overlap: int | None = None
     ensemble: bool = False
+    engine: object | None = None  # the OrtEngine behind ``run`` (None: the PyTorch fallback)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         from .tiling import run_tiled, self_ensemble
@@ -54,26 +55,29 @@ class SRModel:
         return self_ensemble(once, x) if self.ensemble else once(x)
 
 
-def _onnx_model(path: Path, threads: int = 0) -> SRModel:
-    import onnx
-    import onnxruntime as ort
+def _onnx_model(path: Path, threads: int = 0, engine=None, precision: str | None = None) -> SRModel:
+    """An exported model run by the engine (:mod:`srstyle.engine`), in the requested precision."""
+    from .config import EngineConfig
+    from .engine import EngineError, OrtEngine, variant_path
 
-    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    if "scale" not in meta:
-        raise ModelLoadError(f"{path}: ONNX file has no 'scale' in metadata_props; export it with `srstyle` first")
-    options = ort.SessionOptions()
+    cfg = engine or EngineConfig()
     if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-    if meta.get("input_kind", "lr") != "lr":
-        raise ModelLoadError(f"{path}: expects input {meta['input_kind']!r}; re-export it with srstyle (LR input)")
-    radius = int(meta["receptive_radius"]) if "receptive_radius" in meta else None
-    return SRModel(run, int(meta["scale"]), meta.get("color", "y"), "lr", str(path), receptive_radius=radius)
+        cfg = cfg.model_copy(update={"intra_op_threads": threads})
+    if precision is not None:
+        wanted = variant_path(path, precision)
+        if not wanted.is_file():
+            hint = " (export it with quantisation: export.int8.enabled)" if precision == "int8" else ""
+            raise ModelLoadError(f"{wanted}: no {precision} variant of {path.name}{hint}")
+        path = wanted
+    try:
+        eng = OrtEngine(path, cfg)
+    except EngineError as exc:
+        raise ModelLoadError(str(exc)) from None
+    if eng.meta.get("input_kind", "lr") != "lr":
+        raise ModelLoadError(f"{path}: expects input {eng.meta['input_kind']!r}; re-export it with srstyle (LR input)")
+    model = SRModel(eng.run, eng.scale, eng.color, "lr", str(path), receptive_radius=eng.receptive_radius)
+    model.engine = eng
+    return model
 
 
 def _torch_model(module: torch.nn.Module, source: str) -> SRModel:
@@ -90,7 +94,7 @@ def _torch_model(module: torch.nn.Module, source: str) -> SRModel:
     return SRModel(run, int(module.scale), module.color, module.input_kind, source, receptive_radius=radius)
 
 
-def _from_mlflow(uri: str, threads: int) -> SRModel:
+def _from_mlflow(uri: str, threads: int, engine=None, precision: str | None = None) -> SRModel:
     import mlflow
 
     try:
@@ -99,7 +103,7 @@ def _from_mlflow(uri: str, threads: int) -> SRModel:
         raise ModelLoadError(f"{uri}: cannot download the MLflow model ({exc})") from None
     onnx_files = sorted(local.rglob("*.onnx"))
     if onnx_files:
-        return _onnx_model(onnx_files[0], threads)
+        return _onnx_model(onnx_files[0], threads, engine, precision)
     mlmodel = local / "MLmodel"
     if mlmodel.is_file() and "pytorch" in mlmodel.read_text():
         import mlflow.pytorch
@@ -108,16 +112,21 @@ def _from_mlflow(uri: str, threads: int) -> SRModel:
     raise ModelLoadError(f"{uri}: holds neither an ONNX nor a PyTorch MLflow model")
 
 
-def load_sr_model(spec: str | Path, threads: int = 0) -> SRModel:
-    """Load ``spec``: a ``.onnx`` file, a trainer ``.pt`` file, or an MLflow model URI."""
+def load_sr_model(spec: str | Path, threads: int = 0, engine=None, precision: str | None = None) -> SRModel:
+    """Load ``spec``: a ``.onnx`` file, a trainer ``.pt`` file, or an MLflow model URI.
+
+    ONNX models run on onnxruntime with the ``engine`` settings (an :class:`~srstyle.config.EngineConfig`;
+    ``threads`` overrides its intra-op threads); ``precision`` ("fp32"/"int8") picks that exported variant
+    of an ``.onnx`` file (None: the file as given). A ``.pt`` file runs on PyTorch, the fallback.
+    """
     text = str(spec)
     if "://" in text or text.startswith(("runs:/", "models:/")):
-        return _from_mlflow(text, threads)
+        return _from_mlflow(text, threads, engine, precision)
     path = Path(text)
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found (give an .onnx file, a model.pt or an MLflow URI)")
     if path.suffix == ".onnx":
-        return _onnx_model(path, threads)
+        return _onnx_model(path, threads, engine, precision)
     if path.suffix in (".pt", ".pth"):
         from .train.sr import load_model_file
 

@@ -49,11 +49,13 @@ class Catalog:
         return next((m for m in self.models.values() if m.scale == scale), None)
 
 
-def _from_dir(folder: Path, threads: int) -> Catalog:
+def _from_dir(folder: Path, threads: int, engine=None) -> Catalog:
     catalog = Catalog()
-    for path in sorted(folder.glob("*.onnx")):
+    # The precision engine.precision asks for comes first, so it is the default for its scale.
+    int8_first = getattr(engine, "precision", "fp32") == "int8"
+    for path in sorted(folder.glob("*.onnx"), key=lambda p: (p.name.endswith(".int8.onnx") != int8_first, p.name)):
         try:
-            model = load_sr_model(path, threads=threads)
+            model = load_sr_model(path, threads=threads, engine=engine)
         except Exception as exc:  # noqa: BLE001 - one bad file must not take the service down
             catalog.errors.append(f"{path.name}: {exc}")
             continue
@@ -61,7 +63,7 @@ def _from_dir(folder: Path, threads: int) -> Catalog:
     return catalog
 
 
-def _from_registry(threads: int) -> Catalog:
+def _from_registry(threads: int, engine=None) -> Catalog:
     import mlflow
 
     from ..config import TrackingConfig
@@ -85,7 +87,7 @@ def _from_registry(threads: int) -> Catalog:
             continue
         try:
             mv = client.get_model_version_by_alias(rm.name, "champion")
-            model = load_sr_model(f"models:/{rm.name}@champion", threads=threads)
+            model = load_sr_model(f"models:/{rm.name}@champion", threads=threads, engine=engine)
         except Exception as exc:  # noqa: BLE001
             catalog.errors.append(f"{rm.name}@champion: {exc}")
             continue
@@ -94,9 +96,11 @@ def _from_registry(threads: int) -> Catalog:
     return catalog
 
 
-def load_catalog(threads: int = 0) -> Catalog:
+def load_catalog(threads: int = 0, engine=None) -> Catalog:
+    """Every model runs on the shared engine (srstyle.engine) with ``engine`` settings; ``threads`` overrides
+    its intra-op threads. A folder may hold both precisions: ``x.onnx`` and ``x.int8.onnx`` serve as two names."""
     folder = os.environ.get("SRSTYLE_SERVE_DIR")
-    catalog = _from_dir(Path(folder), threads) if folder else _from_registry(threads)
+    catalog = _from_dir(Path(folder), threads, engine) if folder else _from_registry(threads, engine)
     for err in catalog.errors:
         log.warning("not served: %s", err)
     log.info("serving %s", sorted(catalog.models) or "nothing (not ready)")

@@ -42,6 +42,22 @@ def _settings() -> ServingConfig:
 
 
 SETTINGS = _settings()
+
+
+def _engine_settings():
+    """params.yaml's ``engine`` section (onnxruntime session options shared with the CLI), else defaults."""
+    from ..config import EngineConfig
+
+    path = Path(os.environ.get("SRSTYLE_PARAMS", "params.yaml"))
+    if path.is_file():
+        try:
+            return load_params(path).engine
+        except ConfigError:
+            pass
+    return EngineConfig()
+
+
+ENGINE = _engine_settings()
 # max_batch_size 1 turns adaptive batching off (each request's tiles then run as one call).
 BATCHING = (dict(batchable=True, max_batch_size=SETTINGS.max_batch_size, max_latency_ms=SETTINGS.max_latency_ms)
             if SETTINGS.max_batch_size > 1 else {})
@@ -50,7 +66,7 @@ BATCHING = (dict(batchable=True, max_batch_size=SETTINGS.max_batch_size, max_lat
 @bentoml.service(name="srstyle_runner", workers=1, traffic={"timeout": 300})
 class SRRunner:
     def __init__(self) -> None:
-        self.catalog = load_catalog(SETTINGS.threads)
+        self.catalog = load_catalog(SETTINGS.threads, ENGINE)
 
     @bentoml.api(**BATCHING)
     def infer(self, items: list[dict[str, t.Any]]) -> list[np.ndarray]:

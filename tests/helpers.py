@@ -67,6 +67,7 @@ def make_tiny_project(root: Path, runs: dict | None = None, extra: tuple[str, ..
         subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
     return root
 
+
 def trained_espcn(steps: int = 120, channels=(16, 8), seed: int = 0):
     """A small ESPCN x3 fitted briefly to bicubic-downscaled synthetic photos: outputs in the image range
     (a random-weight model's outputs are not, which makes colour-path comparisons meaningless)."""

@@ -92,7 +92,6 @@ class Stylizer:
     @torch.no_grad()
     def weights_for(self, style: Tensor) -> Tensor:
         """Meta network: the generated transformer weights for one style image (1, 3, H, W)."""
-        from .data.style_data import resize_longest  # noqa: F401  (kept for symmetry with the CLI path)
         from .models.style.metanet import style_statistics
         from .train.gatys import resize_to
 

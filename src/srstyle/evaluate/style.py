@@ -74,7 +74,6 @@ def grid_picture(rows: list[np.ndarray], cells: list[list[np.ndarray]], headers:
 def evaluate_style(params: Params, paths: StylePaths, out_dir: Path, *, tracking_root: Path | None = None,
                    progress: bool = True) -> dict:
     cfg, ecfg = params.style, params.style.evaluate
-    device = torch.device("cpu")
     loss = build_style_loss(cfg.fast.loss, cfg.backbone)
     contents = {p.stem: resize_to(load_image(p), ecfg.size) for p in validated_files(paths, "content", "val")[: ecfg.max_contents]}
     train_styles, held_out = style_names(paths, "train"), style_names(paths, "val")

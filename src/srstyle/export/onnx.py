@@ -8,8 +8,6 @@ consumer needs nothing but the file.
 from __future__ import annotations
 
 import logging
-import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,32 +24,13 @@ class ExportParityError(AssertionError):
 
 
 def export_sr_onnx(model: nn.Module, path: Path, *, opset: int = 18, metadata: dict[str, str] | None = None) -> Path:
-    import onnx
-
     from ..models import as_lr_model
+    from ..tiling import receptive_radius
+    from .graph import export_graph
 
     model = as_lr_model(model).eval().cpu()
     channels = 1 if model.color == "y" else 3
-    example = torch.rand(1, channels, 24, 32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     batch, height, width = torch.export.Dim("batch", max=1024), torch.export.Dim("height", max=16384), torch.export.Dim("width", max=16384)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            model,
-            (example,),
-            dynamo=True,
-            input_names=["lr"],
-            output_names=["sr"],
-            dynamic_shapes=({0: batch, 2: height, 3: width},),
-            opset_version=opset,
-            external_data=False,
-            verbose=False,
-        )
-    proto = program.model_proto
-    from ..tiling import receptive_radius
-
     meta = {
         "scale": str(model.scale),
         "receptive_radius": str(receptive_radius(model, channels)),
@@ -62,13 +41,8 @@ def export_sr_onnx(model: nn.Module, path: Path, *, opset: int = 18, metadata: d
         "output": "sr: float32 [N,C,H*scale,W*scale], same convention (clip to [0,1] before 8-bit)",
         **(metadata or {}),
     }
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, str(value)
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
-    return path
+    return export_graph(model, (torch.rand(1, channels, 24, 32),), path, input_names=["lr"], output_names=["sr"],
+                        dynamic_shapes=({0: batch, 2: height, 3: width},), opset=opset, metadata=meta)
 
 
 def check_parity(model: nn.Module, path: Path, shape_hw: tuple[int, int] = (37, 53), atol: float = 1e-4, seed: int = 0) -> dict:

@@ -272,6 +272,8 @@ class FastStyleConfig(StyleTrainConfig):
 
 class MetaStyleConfig(StyleTrainConfig):
     base: int = Field(8, gt=0)              # generated transformer width (the paper's small network: 8)
+    # Each generated weight is a sum over `hidden` head weights, each moved ~lr by Adam: keep lr small.
+    lr: float = Field(3e-5, gt=0)
     hidden: int = Field(128, gt=0)          # hidden units per group of the meta network's grouped FC layer
     residual_blocks: int = Field(5, gt=0)
     loss: StyleLossConfig = StyleLossConfig()

@@ -1,5 +1,6 @@
 """Prefect flow `retrain`: fetch -> validate -> patches -> train@<run> -> evaluate@<run> -> export_onnx@<run>
--> promote -> package, one task per DVC stage.
+-> promote, then (``style=True``) fetch_style -> validate_style -> train_style@<style> -> train_meta ->
+evaluate_style -> export_style_onnx, then package; one task per DVC stage.
 
 Every task runs ``dvc repro --single-item <stage>`` in the project, so DVC's lock file and cache decide what
 actually reruns (an unchanged stage is skipped in a second), the commands are the ones `dvc repro` runs by
@@ -111,6 +112,42 @@ def promote(root: Path) -> dict:
     return repro("promote", root)
 
 
+# --- the style-transfer chain (dvc.yaml: fetch_style ... export_style_onnx) ---------------------------------
+
+@task(name="fetch_style", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10),
+      retry_jitter_factor=0.5)
+def fetch_style(root: Path) -> dict:
+    """Content photos and paintings: network-facing with url sources (COCO), so retried like ``fetch``."""
+    return repro("fetch_style", root)
+
+
+@task(name="validate_style")
+def validate_style(root: Path) -> dict:
+    return repro("validate_style", root)
+
+
+@task(name="train_style", tags=[GPU_TAG], task_run_name="train_style@{style}")
+def train_style(root: Path, style: str) -> dict:
+    """Johnson's fast network for one painting of ``style.fast.styles``: GPU-bound, tagged ``gpu``."""
+    return repro(f"train_style@{style}", root)
+
+
+@task(name="train_meta", tags=[GPU_TAG], task_run_name="train_meta")
+def train_meta(root: Path) -> dict:
+    """The meta network (any painting, one forward pass): GPU-bound, tagged ``gpu``."""
+    return repro("train_meta", root)
+
+
+@task(name="evaluate_style")
+def evaluate_style(root: Path) -> dict:
+    return repro("evaluate_style", root)
+
+
+@task(name="export_style_onnx")
+def export_style_onnx(root: Path) -> dict:
+    return repro("export_style_onnx", root)
+
+
 @task(name="package")
 def package(root: Path, build_bento: bool) -> dict:
     """What `make package` does: the champion ONNX files out of the registry, then (optionally) `bentoml build`."""
@@ -214,7 +251,54 @@ def run_link(record: dict, ui_url: str | None) -> str:
     return f"`runs:/{run_id}`"
 
 
-def report(root: Path, runs: list[str], steps: list[dict], ui_url: str | None, changes: dict) -> str:
+STYLE_DIR = Path("data/style")
+
+
+def style_runs(root: Path, styles: list[str]) -> dict[str, dict]:
+    """The MLflow run record (mlflow_run.json) of each style training: ``fast:<style>`` and ``meta``."""
+    dirs = {f"fast:{s}": root / STYLE_DIR / "models/fast" / s for s in styles}
+    dirs["meta"] = root / STYLE_DIR / "models/meta"
+    return {name: _read(d / "mlflow_run.json") for name, d in dirs.items()}
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "-" if not isinstance(value, (int, float)) else format(value, fmt)
+
+
+def style_report(root: Path, styles: list[str], ui_url: str | None, timing_size: int | None) -> tuple[list[str], set]:
+    """The "Style transfer" section: data/style/eval/metrics.json, the ONNX parity report, MLflow runs."""
+    m = _read(root / STYLE_DIR / "eval/metrics.json")
+    onnx = _read(root / STYLE_DIR / "export_style_onnx.json")
+    records = style_runs(root, styles)
+    ms = f"ms/image ({timing_size}²)" if timing_size else "ms/image"
+    lines = ["", "## Style transfer (held-out content photos; Gram style loss, lower is better)", "",
+             f"| model | style loss / baseline | baseline | style loss / Gatys | SSIM to content | {ms} "
+             "| ONNX max diff (0-255) | train steps | MLflow run |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    uris = set()
+    rows = [(f"fast:{style}", f"fast_{style}_style_loss_ratio_to_untrained", "untrained net",
+             f"fast_{style}_style_loss_over_gatys", f"fast_{style}_ssim_to_content", f"fast_{style}_ms_512",
+             f"fast_{style}_max_abs_diff_255", STYLE_DIR / "models/fast" / style) for style in styles]
+    rows.append(("meta (held-out paintings)", "meta_held_out_style_loss_ratio_to_unstyled", "unstyled content",
+                 "meta_held_out_style_loss_over_gatys", "meta_held_out_ssim_to_content", "meta_ms_512",
+                 "meta_max_abs_diff_255", STYLE_DIR / "models/meta"))
+    for name, ratio, baseline, gatys, ssim, speed, diff, model_dir in rows:
+        t = _read(root / model_dir / "train_metrics.json")
+        record = records["meta" if name.startswith("meta") else name]
+        uris.add(record.get("tracking_uri", "?"))
+        lines.append(f"| {name} | {_num(m.get(ratio), '.4f')} | {baseline} | {_num(m.get(gatys), '.3f')} | "
+                     f"{_num(m.get(ssim), '.4f')} | {_num(m.get(speed), '.1f')} | {_num(onnx.get(diff), '.2g')} | "
+                     f"{t.get('steps', '-')} | {run_link(record, ui_url)} |")
+    lines.append(f"| meta (training paintings) | {_num(m.get('meta_train_style_loss_ratio_to_unstyled'), '.4f')} | "
+                 f"unstyled content | - | {_num(m.get('meta_train_ssim_to_content'), '.4f')} | | | | |")
+    lines += ["", f"Gatys reference: max relative loss increase during optimisation "
+                  f"{_num(m.get('gatys_max_relative_loss_increase'), '.3g')} (0 = the loss never went up), "
+                  f"{_num(m.get('gatys_seconds_per_image'), '.2f')} s per image."]
+    return lines, uris
+
+
+def report(root: Path, runs: list[str], steps: list[dict], ui_url: str | None, changes: dict,
+           styles: list[str] | None = None, timing_size: int | None = None) -> str:
     lines = ["# Retrain report", "", f"Project: `{root}`", ""]
     if changes:
         lines += ["Parameters applied to params.yaml: " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in changes.items()), ""]
@@ -240,6 +324,10 @@ def report(root: Path, runs: list[str], steps: list[dict], ui_url: str | None, c
         lines.append(f"| {run} | {d.get('registered_model', '-')} | {d.get('version', '-')} | **{d.get('outcome', '-')}** | "
                      f"{d.get('psnr', float('nan')):.4f} | {d.get('champion_version') or '-'} | "
                      f"{'-' if champ is None else f'{champ:.4f}'} | {d.get('margin_db', '-')} |")
+    if styles is not None:
+        style_lines, style_uris = style_report(root, styles, ui_url, timing_size)
+        lines += style_lines
+        uris |= style_uris
     lines += ["", "## Stages", "", "| stage | result | seconds |", "|---|---|---|"]
     for s in steps:
         lines.append(f"| {s['stage']} | {'ran' if s['ran'] else 'up to date (DVC cache)'} | {s['seconds']} |")
@@ -264,8 +352,12 @@ def retrain(
     push_remote: bool = False,
     remote: str | None = None,
     mlflow_ui_url: str | None = None,
+    style: bool = True,
 ) -> dict:
     """Retrain the models of params.yaml (or ``models`` at ``scale``), evaluate, export, promote, package.
+
+    ``style``: also run the style-transfer chain (fetch_style ... export_style_onnx; one train_style@<style>
+    per ``style.fast.styles``, plus train_meta, both tagged ``gpu``) after promotion, before packaging.
 
     ``overrides``: dotted params.yaml keys, e.g. ``{"train.steps": 5000, "recipes.espcn.lr": 0.001}``.
     ``package_models``: export the champion ONNX files into ``serve_models/`` and, with ``build_bento``, run
@@ -277,7 +369,9 @@ def retrain(
     changes = apply_params(root, scale, models, overrides)
     from srstyle.config import load_params
 
-    runs = list(load_params(root / "params.yaml").runs)
+    params = load_params(root / "params.yaml")
+    runs = list(params.runs)
+    styles = list(params.style.fast.styles) if style else None
     steps = [fetch(root), validate(root), patches(root)]
     # DVC holds a repository lock while it reproduces, so stages of one workspace run one after another;
     # the gpu limit is what keeps concurrent flow runs (scheduled + on-demand, or workspaces on several
@@ -286,19 +380,30 @@ def retrain(
     for run in runs:
         steps += [evaluate(root, run), export_onnx(root, run)]
     steps.append(promote(root))
+    if styles is not None:
+        steps += [fetch_style(root), validate_style(root)]
+        steps += [train_style(root, s) for s in styles]
+        steps += [train_meta(root), evaluate_style(root), export_style_onnx(root)]
     packaged = package(root, build_bento) if package_models else None
     if packaged:
         steps.append(packaged)
     if push_remote:
         steps.append(push(root, remote))
-    markdown = report(root, runs, steps, mlflow_ui_url, changes)
-    artifact_id = create_markdown_artifact(markdown=markdown, key=REPORT_KEY,
-                                           description="Retrain: metrics per run, promotion decisions, MLflow runs")
+    markdown = report(root, runs, steps, mlflow_ui_url, changes, styles, params.style.evaluate.timing_size)
+    artifact_id = create_markdown_artifact(
+        markdown=markdown, key=REPORT_KEY,
+        description="Retrain: metrics per run, promotion decisions, style-transfer metrics, MLflow runs")
     return {
         "runs": runs,
         "metrics": {run: _read(root / "data/eval" / run / "metrics.json") for run in runs},
         "decisions": _read(root / "data/registry/decisions.json"),
         "steps": steps,
+        "style": None if styles is None else {
+            "styles": styles,
+            "metrics": _read(root / STYLE_DIR / "eval/metrics.json"),
+            "onnx": _read(root / STYLE_DIR / "export_style_onnx.json"),
+            "mlflow_runs": {name: r.get("run_id") for name, r in style_runs(root, styles).items()},
+        },
         "package": packaged,
         "gpu_limit": limit,
         "params_changes": changes,

@@ -32,7 +32,10 @@ def project(tmp_path_factory):
 def test_repro_runs_every_stage_and_writes_outputs(project):
     root, _, log = project
     for stage in ("fetch", "validate", "patches", "train@espcn_x3", "train@fsrcnn_x3", "evaluate@espcn_x3",
-                  "evaluate@fsrcnn_x3", "export_onnx@espcn_x3", "export_onnx@fsrcnn_x3", "compare"):
+                  "evaluate@fsrcnn_x3", "export_onnx@espcn_x3", "export_onnx@fsrcnn_x3", "compare",
+                  # the style chain is part of the pipeline too (tiny settings: tests.helpers.TINY_STYLE)
+                  "fetch_style", "validate_style", "train_style@starry_night", "train_meta", "evaluate_style",
+                  "export_style_onnx"):
         assert f"Running stage '{stage}'" in log, stage
     assert (root / "data/compare/all_models.png").is_file()
     summary = json.loads((root / "data/compare/summary.json").read_text())
@@ -42,6 +45,9 @@ def test_repro_runs_every_stage_and_writes_outputs(project):
     assert (root / "data/onnx/espcn_x3/espcn_x3.onnx").is_file()
     assert (root / "mlruns.db").is_file() and (root / "dvc.lock").is_file()
     assert json.loads((root / "data/quarantine/report.json").read_text())["quarantined"] == 0
+    style = json.loads((root / "data/style/eval/metrics.json").read_text())
+    assert {"fast_starry_night_style_loss_ratio_to_untrained", "meta_held_out_style_loss_ratio_to_unstyled"} <= set(style)
+    assert (root / "data/style/onnx/metanet.onnx").is_file()
 
 
 def test_second_repro_is_a_no_op(project):

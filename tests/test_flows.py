@@ -1,5 +1,6 @@
 """The Prefect `retrain` flow end to end on a tiny copy of the project, under prefect_test_harness: every
-stage through `dvc repro`, MLflow registry aliases, the Markdown report, the gpu tag limit, a DVC remote."""
+stage through `dvc repro` (super-resolution, then the style-transfer chain on tests.helpers.TINY_STYLE),
+MLflow registry aliases, the Markdown report, the gpu tag limit, a DVC remote."""
 
 import json
 import os
@@ -72,7 +73,8 @@ def flow_run(tmp_path_factory):
     from pipelines.retrain import REPORT_KEY, retrain
 
     base = tmp_path_factory.mktemp("flow")
-    # Two runs in params.yaml; the flow's `models`/`scale` parameters narrow them to one.
+    # Two runs in params.yaml; the flow's `models`/`scale` parameters narrow them to one. style=True (default):
+    # the style chain runs too, on the tiny settings make_tiny_project writes (one painting, 4 + 3 steps).
     root = make_tiny_project(base / "proj", runs={"espcn_x3": {"model": "espcn", "scale": 3},
                                                  "fsrcnn_x3": {"model": "fsrcnn", "scale": 3}},
                              extra=("bentofile.yaml",))
@@ -89,6 +91,8 @@ def flow_run(tmp_path_factory):
         with get_client(sync_client=True) as client:
             out["train_runs"] = client.read_task_runs(
                 task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["train@espcn_x3"])))
+            out["style_train_runs"] = client.read_task_runs(
+                task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["train_style@starry_night", "train_meta"])))
             out["gpu_limit"] = client.read_concurrency_limit_by_tag("gpu")
     print(f"retrain flow: {out['seconds']:.1f} s; stages: {out['result']['steps']}")
     return out
@@ -100,7 +104,8 @@ def test_flow_trains_evaluates_promotes_and_packages(flow_run):
     assert result["params_changes"] == {"runs": {"espcn_x3": {"model": "espcn", "scale": 3}}, "recipes.espcn.steps": 16}
     assert [s["stage"] for s in result["steps"] if s["ran"]] == [
         "fetch", "validate", "patches", "train@espcn_x3", "evaluate@espcn_x3", "export_onnx@espcn_x3", "promote",
-        "package", "dvc push"]
+        "fetch_style", "validate_style", "train_style@starry_night", "train_meta", "evaluate_style",
+        "export_style_onnx", "package", "dvc push"]
     assert not (root / "data/models/fsrcnn_x3").exists()
     assert json.loads((root / "data/models/espcn_x3/train_metrics.json").read_text())["steps"] == 16
     assert "steps: 16" in (root / "params.yaml").read_text()
@@ -111,8 +116,47 @@ def test_flow_trains_evaluates_promotes_and_packages(flow_run):
     assert decision["outcome"] == "first champion" and decision["registered_model"] == "sr-x3"
     assert result["package"]["files"] == ["sr-x3.onnx"] and (root / "serve_models/sr-x3.onnx").is_file()
     # and DVC agrees that everything the flow covers is up to date (compare/benchmark are not part of it)
-    status = subprocess.run([DVC, "status", "promote"], cwd=root, capture_output=True, text=True)
-    assert "up to date" in status.stdout, status.stdout
+    for stage in ("promote", "evaluate_style", "export_style_onnx"):
+        status = subprocess.run([DVC, "status", stage], cwd=root, capture_output=True, text=True)
+        assert "up to date" in status.stdout, (stage, status.stdout)
+
+
+def test_style_chain_trains_evaluates_exports_and_reports(flow_run):
+    root, result, report = flow_run["root"], flow_run["result"], flow_run["artifact"]
+    style = result["style"]
+    assert style["styles"] == ["starry_night"]
+    m = style["metrics"]
+    assert m == json.loads((root / "data/style/eval/metrics.json").read_text())
+    # even 4 steps (3 for the meta net) move the style loss well below the baselines (~0.40 and ~0.16 here)
+    assert 0 < m["fast_starry_night_style_loss_ratio_to_untrained"] < 0.9
+    assert 0 < m["meta_held_out_style_loss_ratio_to_unstyled"] < 0.9
+    assert m["gatys_max_relative_loss_increase"] <= 1e-6
+    assert json.loads((root / "data/style/models/fast/starry_night/train_metrics.json").read_text())["steps"] == 4
+    assert json.loads((root / "data/style/models/meta/train_metrics.json").read_text())["steps"] == 3
+    assert {p.name for p in (root / "data/style/onnx").glob("*.onnx")} == {
+        "fast_starry_night.onnx", "metanet.onnx", "transformer.onnx"}
+    assert style["onnx"]["meta_max_abs_diff_255"] <= 0.002
+    # the report's "Style transfer" table: the metrics.json values and the MLflow run of each training
+    assert "## Style transfer" in report
+    runs = {name: json.loads((root / "data/style/models" / d / "mlflow_run.json").read_text())["run_id"]
+            for name, d in (("fast:starry_night", "fast/starry_night"), ("meta", "meta"))}
+    assert style["mlflow_runs"] == runs
+    fast = next(line for line in report.splitlines() if line.startswith("| fast:starry_night |"))
+    assert f"| {m['fast_starry_night_style_loss_ratio_to_untrained']:.4f} | untrained net |" in fast
+    assert f"| {m['fast_starry_night_style_loss_over_gatys']:.3f} |" in fast
+    assert f"| 4 | `runs:/{runs['fast:starry_night']}` |" in fast
+    meta = next(line for line in report.splitlines() if line.startswith("| meta (held-out paintings) |"))
+    assert f"| {m['meta_held_out_style_loss_ratio_to_unstyled']:.4f} | unstyled content |" in meta
+    assert f"| 3 | `runs:/{runs['meta']}` |" in meta
+    assert "ms/image (32²)" in report and "| train_meta | ran |" in report
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns.db'}")
+    try:
+        run = mlflow.get_run(runs["fast:starry_night"])
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert run.data.params["style"] == "starry_night" and run.data.params["fast.steps"] == "4"
 
 
 def test_registry_alias_points_at_the_trained_run(flow_run):
@@ -150,6 +194,8 @@ def test_training_is_tagged_gpu_under_a_concurrency_limit(flow_run):
     assert limit.tag == "gpu" and limit.concurrency_limit == 1 and not limit.active_slots
     assert flow_run["result"]["gpu_limit"] == {"tag": "gpu", "limit": 1}
     assert len(flow_run["train_runs"]) == 1 and "gpu" in flow_run["train_runs"][0].tags
+    assert sorted(r.name for r in flow_run["style_train_runs"]) == ["train_meta", "train_style@starry_night"]
+    assert all("gpu" in r.tags for r in flow_run["style_train_runs"])
     (_, end_first), (start_second, _) = flow_run["gpu_intervals"]
     assert start_second >= end_first  # the second gpu task waited for the slot
 
@@ -203,9 +249,13 @@ def test_rerun_is_skipped_by_dvc_and_a_weaker_challenger_keeps_the_champion(flow
             os.environ.pop("BENTOML_HOME")
         print(f"unchanged rerun with bentoml build: {time.perf_counter() - t0:.1f} s; {second['steps'][-1]}")
         # 6 steps instead of 16: a new version, made `challenger`; `champion` moves only if it wins (it doesn't).
-        third = retrain(project_dir=str(root), overrides={"recipes.espcn.steps": 6})
+        # style=False: the style chain is left out of this run (and of its report).
+        third = retrain(project_dir=str(root), overrides={"recipes.espcn.steps": 6}, style=False)
         report = Artifact.get(REPORT_KEY).data
     assert second["params_changes"] == {}
+    assert "## Style transfer" in second["report"] and "| train_style@starry_night | up to date (DVC cache) |" in second["report"]
+    assert third["style"] is None and "## Style transfer" not in report
+    assert not any("style" in s["stage"] for s in third["steps"])
     assert [s["stage"] for s in second["steps"] if s["ran"]] == ["package"]  # DVC skipped every stage
     assert second["decisions"] == flow_run["result"]["decisions"]
     bento = second["package"]["bento"]
@@ -221,7 +271,8 @@ def test_rerun_is_skipped_by_dvc_and_a_weaker_challenger_keeps_the_champion(flow
 
 
 def test_fetch_retries_with_backoff_and_train_is_tagged_gpu():
-    from pipelines.retrain import fetch, train
+    from pipelines.retrain import evaluate_style, fetch, fetch_style, train, train_meta, train_style
 
     assert fetch.retries == 3 and fetch.retry_delay_seconds == [10, 20, 40] and fetch.retry_jitter_factor == 0.5
-    assert train.tags == {"gpu"}
+    assert fetch_style.retries == 3 and fetch_style.retry_delay_seconds == [10, 20, 40]
+    assert train.tags == train_style.tags == train_meta.tags == {"gpu"} and not evaluate_style.tags

@@ -63,15 +63,19 @@ def gatys_transfer(content: Tensor, style: Tensor, cfg: GatysConfig, loss: Style
                                       line_search_fn="strong_wolfe")
         calls = [0]
         start_of_step: dict[str, float] = {}
+        with torch.no_grad():
+            # L-BFGS sees the loss relative to its starting value: raw Gram losses of 1e5-1e7 make torch's first
+            # step (1 / sum|g|) vanishingly small, after which no curvature pair is accepted and it stalls.
+            scale = 1.0 / max(float(loss(x, content_features=target)["total"]), 1e-12)
 
         def closure() -> Tensor:
             optimizer.zero_grad(set_to_none=True)
             losses = loss(x, content_features=target)
-            losses["total"].backward()
+            (losses["total"] * scale).backward()
             if calls[0] == 0:  # L-BFGS evaluates the current iterate first, then line-search trials
                 start_of_step.update({k: float(v.detach()) for k, v in losses.items()})
             calls[0] += 1
-            return losses["total"]
+            return losses["total"].detach() * scale
 
         bar = tqdm(range(iters), desc=f"gatys pass {pass_index + 1} ({size}px)", disable=not progress)
         for it in bar:

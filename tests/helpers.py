@@ -43,7 +43,7 @@ TINY_STYLE = {
              "style_size": 48, "log_every": 2, "checkpoint_every": 2, "threads": 1},
     "meta": {"base": 4, "hidden": 8, "steps": 3, "batch_size": 1, "image_size": 32, "style_size": 48,
              "log_every": 1, "checkpoint_every": 2, "threads": 1},
-    "gatys": {"iterations": [2], "sizes": [40]},
+    "gatys": {"iterations": [2], "sizes": [40], "line_search": "strong_wolfe"},
     "evaluate": {"size": 40, "max_contents": 1, "gatys_iterations": 2, "timing_size": 32, "timing_repeats": 1},
     "export_atol": 0.002,
 }

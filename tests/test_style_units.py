@@ -166,7 +166,7 @@ def test_colour_preservation_keeps_content_chroma():
 def test_gatys_lowers_the_loss_monotonically():
     content = load_image(embedded_styles_dir() / "harvest.jpg", 48)  # any photo-sized picture will do
     style = load_image(embedded_styles_dir() / "starry_night.jpg", 48)
-    cfg = GatysConfig()
+    cfg = GatysConfig(line_search="strong_wolfe")
     loss = build_style_loss(cfg.loss, cfg.backbone)
     result = gatys_transfer(content, style, cfg, loss, iterations=[6, 2], sizes=[32, 48])
     first = [r["total"] for r in result.history if r["pass"] == 0]

@@ -59,14 +59,13 @@ def gatys_transfer(content: Tensor, style: Tensor, cfg: GatysConfig, loss: Style
         target = loss.content_features(c)
         start = c if image is None else F.interpolate(image, size=c.shape[-2:], mode="bicubic", align_corners=False)
         x = start.detach().clamp(0, 1).contiguous().clone().requires_grad_(True)
+        # tolerance 0: the iteration count is ours; torch's defaults (|g| <= 1e-7) stop at once on the
+        # relative loss of a large image, whose per-pixel gradients are that small.
         optimizer = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=cfg.history_size,
-                                      line_search_fn="strong_wolfe")
+                                      tolerance_grad=0.0, tolerance_change=0.0, line_search_fn=cfg.line_search)
         calls = [0]
         start_of_step: dict[str, float] = {}
-        with torch.no_grad():
-            # L-BFGS sees the loss relative to its starting value: raw Gram losses of 1e5-1e7 make torch's first
-            # step (1 / sum|g|) vanishingly small, after which no curvature pair is accepted and it stalls.
-            scale = 1.0 / max(float(loss(x, content_features=target)["total"]), 1e-12)
+        scale = 1.0 if cfg.line_search else 1.0 / max(float(loss(x, content_features=target)["total"].detach()), 1e-30)
 
         def closure() -> Tensor:
             optimizer.zero_grad(set_to_none=True)

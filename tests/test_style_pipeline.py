@@ -21,19 +21,9 @@ from srstyle.models.style.metanet import META_TAPS, MetaNet
 from srstyle.models.style.transformer_net import TransformerNet
 from srstyle.stylize import rgb_to_ycbcr
 from srstyle.train.style import load_style_net, train_fast_style, train_meta
+from tests.helpers import TINY_STYLE
 
-TINY = {
-    "seed": 3,
-    "style": {
-        "content": {"embedded_grayscale": False},
-        "fast": {"styles": ["starry_night"], "channels": 4, "steps": 4, "batch_size": 1, "image_size": 32,
-                 "style_size": 48, "log_every": 2, "checkpoint_every": 2, "threads": 1},
-        "meta": {"base": 4, "hidden": 8, "steps": 3, "batch_size": 1, "image_size": 32, "style_size": 48,
-                 "log_every": 1, "checkpoint_every": 2, "threads": 1},
-        "gatys": {"iterations": [2], "sizes": [40], "line_search": "strong_wolfe"},
-        "evaluate": {"size": 40, "max_contents": 1, "gatys_iterations": 2, "timing_size": 32, "timing_repeats": 1},
-    },
-}
+TINY = {"seed": 3, "style": TINY_STYLE}
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from srstyle.export.quantize import export_int8
 from srstyle.logs import setup_logging
 from srstyle.paths import DataPaths, project_root
 from srstyle.tracking import resume_run
-from srstyle.train.sr import load_model_file
+from srstyle.models.files import load_model_file
 
 if __name__ == "__main__":
     setup_logging()

@@ -134,7 +134,7 @@ def _import_weights(args: argparse.Namespace) -> int:
     import json
 
     from .models.import_weights import WeightImportError, import_weights
-    from .train.sr import save_model_file
+    from .models.files import save_model_file
 
     kwargs = json.loads(args.kwargs) if args.kwargs else {}
     try:

@@ -128,7 +128,7 @@ def load_sr_model(spec: str | Path, threads: int = 0, engine=None, precision: st
     if path.suffix == ".onnx":
         return _onnx_model(path, threads, engine, precision)
     if path.suffix in (".pt", ".pth"):
-        from .train.sr import load_model_file
+        from .models.files import load_model_file
 
         try:
             return _torch_model(load_model_file(path), str(path))

@@ -25,6 +25,7 @@ from ..data.datasets import PatchStore
 from ..data.patches import store_name
 from ..io import atomic_write, write_json
 from ..models import MODELS, build_model, model_info
+from ..models.files import load_model_file, save_model_file  # noqa: F401  (re-exported for callers)
 from .distributed import DistContext, distributed, wrap_loss
 from .loop import (
     Progress,
@@ -83,21 +84,6 @@ def validation_psnr(model: nn.Module, store: PatchStore, device: torch.device, b
         n += a.numel()
     model.train()
     return 10 * math.log10(255.0**2 / (se / n))
-
-
-def save_model_file(path: Path, name: str, scale: int, kwargs: dict, model: nn.Module, step: int) -> None:
-    """The trained model as a plain dict (loadable with ``torch.load(..., weights_only=True)``)."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"arch": name, "scale": scale, "kwargs": kwargs, "info": model_info(name), "step": step, "state_dict": state}
-    save_checkpoint(path, payload)
-
-
-def load_model_file(path: Path | str, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the architecture from a trainer ``model.pt`` and load its weights (``weights_only``)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(payload["arch"], payload["scale"], **payload["kwargs"])
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval()
 
 
 def write_curve(path: Path, history: list[dict]) -> None:

@@ -13,6 +13,7 @@ and tests that use them; they are the core's objects and methods.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -86,14 +87,34 @@ def _tracking_uri(params_file: Path | str | None) -> str:
     from .paths import project_root
     from .tracking import tracking_uri
 
-    params = Params()
+    params, root = Params(), project_root()
     if params_file is not None and Path(params_file).is_file():
         try:
             params = load_params(params_file)
         except ConfigError as exc:
             raise ModelLoadError(str(exc)) from None
-    root = Path(params_file).resolve().parent if params_file is not None and Path(params_file).is_file() else project_root()
+        root = project_root(Path(params_file).resolve().parent)  # SRSTYLE_ROOT still wins
     return tracking_uri(params.tracking, root)
+
+
+def _registry_uri(store: str) -> str:
+    return os.environ.get("MLFLOW_REGISTRY_URI") or store
+
+
+def _resolve_models_uri(uri: str, store: str) -> str:
+    """``models:/<name>@<alias>`` or ``models:/<name>/<version>`` (+ ``/sub/path``) -> the version's
+    artifact location in ``store``; other URIs unchanged."""
+    import re
+
+    import mlflow
+
+    m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))(/.*)?", uri)
+    if not m:
+        return uri
+    name, alias, version, sub = m.groups()
+    client = mlflow.MlflowClient(tracking_uri=store, registry_uri=_registry_uri(store))
+    mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+    return client.get_model_version_download_uri(name, mv.version).rstrip("/") + (sub or "")
 
 
 def _from_mlflow(uri: str, engine=None, precision: str | None = None, params_file=None) -> SRPredictor:
@@ -105,8 +126,14 @@ def _from_mlflow(uri: str, engine=None, precision: str | None = None, params_fil
                              "or set MLFLOW_TRACKING_URI to your tracking server)")
     with tempfile.TemporaryDirectory(prefix="srstyle-model-") as tmp:
         try:
-            # an explicit URI: MLflow's default (a new mlflow.db in the working directory) is never used
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=store))
+            # every MLflow call names the store: MLflow's default (a new mlflow.db in the working directory)
+            # is never touched, and models:/ URIs are resolved here because MLflow resolves them against
+            # its process-wide registry URI, not the one passed to download_artifacts
+            source = _resolve_models_uri(uri, store)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=store,
+                                                             registry_uri=_registry_uri(store)))
+        except ModelLoadError:
+            raise
         except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
             raise ModelLoadError(f"{uri}: cannot download the MLflow model from {store} ({exc})") from None
         onnx_files = sorted(local.rglob("*.onnx"), key=lambda p: (p.name.endswith(".int8.onnx"), p.name))

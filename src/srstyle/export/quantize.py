@@ -268,14 +268,14 @@ def output_psnr(a: np.ndarray, b: np.ndarray) -> float:
 def int8_report(fp32_path: Path, int8_path: Path, validated_dir: Path, raw_dir: Path, engine: EngineConfig | None = None,
                 *, max_pixels: int = 40_000_000) -> dict:
     """PSNR/SSIM of both precisions on the validation split (the evaluate protocol) and their agreement."""
-    from ..evaluate.sr import evaluate_sr
-    from ..inference import load_sr_model
-    from ..io import load_rgb, read_json
-    from ..resize import downscale_rgb, modcrop
     from ..color import rgb_to_y
+    from ..evaluate.sr import evaluate_sr
+    from ..io import load_rgb, read_json
+    from ..predict import SRPredictor
+    from ..resize import downscale_rgb, modcrop
 
-    fp32 = load_sr_model(fp32_path, engine=engine)
-    int8 = load_sr_model(int8_path, engine=engine)
+    fp32 = SRPredictor.from_onnx(fp32_path, engine)
+    int8 = SRPredictor.from_onnx(int8_path, engine)
     with tempfile.TemporaryDirectory(prefix="srstyle-int8-eval-") as tmp:
         m32 = evaluate_sr(fp32, validated_dir, raw_dir, Path(tmp) / "fp32", max_pixels=max_pixels)
         m8 = evaluate_sr(int8, validated_dir, raw_dir, Path(tmp) / "int8", max_pixels=max_pixels)

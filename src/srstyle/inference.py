@@ -45,13 +45,25 @@ def _torch_model(module, source: str) -> SRPredictor:
     return SRPredictor(run, int(module.scale), module.color, source, receptive_radius=radius, input_kind=module.input_kind)
 
 
+def _load_style_file(path: Path | str):
+    """A trainer style ``model.pt`` (a plain dict, ``weights_only``) -> (module, info); no training code."""
+    import torch
+
+    from .models.style import STYLE_NETS
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or "kind" not in payload or payload.get("arch") not in STYLE_NETS.names():
+        raise ValueError("not an srstyle style model (no kind/arch); SR models go to `srstyle upscale`")
+    net = STYLE_NETS.get(payload["arch"])(**payload["kwargs"])
+    net.load_state_dict(payload["state_dict"])
+    return net.eval(), {k: v for k, v in payload.items() if k != "state_dict"}
+
+
 def torch_style_model(path: Path | str, backbone_cfg=None, style_size: int = 256):
     """A trainer style ``model.pt`` (fast net or meta network) as a core style predictor."""
     import torch
 
-    from .train.style import load_style_net  # noqa: F401  (PyTorch path only)
-
-    net, info = load_style_net(path)
+    net, info = _load_style_file(path)
     if info["kind"] == "fast":
         @torch.no_grad()
         def run(x: np.ndarray) -> np.ndarray:
@@ -197,7 +209,9 @@ def load_style_model(spec: str | Path, engine=None, backbone_cfg=None, style_siz
     if path.suffix in (".pt", ".pth"):
         try:
             return torch_style_model(path, backbone_cfg, style_size)
-        except (ValueError, KeyError, RuntimeError) as exc:
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a file that is not its own
             raise ModelLoadError(f"{path}: not a style model written by srstyle's trainer ({exc})") from None
     raise ModelLoadError(f"{path}: unknown model type {path.suffix!r}; expected .onnx or .pt")
 

@@ -112,7 +112,8 @@ def open_image(source: bytes | Path | str, *, allowed_formats=ALLOWED_FORMATS, m
                 raise ImageError(f"{name}: image format not accepted (it looks like {what}); send one of {accepted}") from None
             raise ImageError(f"{name}: not a recognised image (it looks like {what}); send one of {accepted}") from None
         except Image.DecompressionBombError as exc:
-            raise ImageError(f"{name}: declared size is too large ({exc}); refusing to decode it") from None
+            raise ImageError(f"{name}: declared size exceeds the limit of {max_pixels} pixels and Pillow's own "
+                             f"({exc}); possible decompression bomb, not decoded") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"{name}: cannot read the image header: {exc}") from None
         stack.enter_context(img)

@@ -1,0 +1,349 @@
+"""Issue 14 (data path) and issue 15 (deterministic data stages): hostile inputs and interruptions.
+
+Each test fails on the code before the fix: links and special files were copied, a local folder under
+data/raw was deleted before it was read, name collisions overwrote, a resumed download appended bytes of a
+changed file, bombs and interrupted extractions went through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tarfile
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import srstyle.data.archive as archive_mod
+import srstyle.data.benchmarks as bm
+from srstyle.config import DataConfig
+from srstyle.data.archive import MARKER, ArchiveError, UnsafeArchiveError, extract_once, is_complete, safe_extract
+from srstyle.data.download import download
+from srstyle.data.fetch import FetchError, fetch, read_manifest, stage_outputs
+from tests.data_http import ChangingServer
+from tests.helpers import photo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _png(seed: int, h: int = 60, w: int = 70) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(photo(h, w, seed)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def _local_cfg(folder: Path, **kw) -> DataConfig:
+    return DataConfig(**{"source": "local", "local_dir": str(folder), "val_fraction": 0.5, **kw})
+
+
+def _user_folder(tmp_path: Path, n: int = 6) -> Path:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"img{i}.png").write_bytes(_png(i))
+    return folder
+
+
+# ---------------------------------------------------------------- local source
+
+
+def test_local_source_never_follows_links_out_of_the_folder(tmp_path):
+    folder = _user_folder(tmp_path)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"root:x:0:0:secret\n")
+    (folder / "passwd.png").symlink_to("/etc/passwd")
+    (folder / "secret.png").symlink_to(secret)
+    (folder / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.png").write_bytes(_png(9))
+    (folder / "linked_dir").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "alias.png").symlink_to(folder / "img0.png")  # inside the folder: followed
+
+    manifest = fetch(_local_cfg(folder), tmp_path / "raw", tmp_path / "dl", progress=False)
+
+    files, skipped = read_manifest(tmp_path / "raw")
+    assert files == manifest
+    assert {e["path"]: e["reason"].split(":")[0] for e in skipped} == {
+        "dangling.png": "symbolic link pointing outside the folder",
+        "linked_dir": "symbolic link to a folder",
+        "passwd.png": "symbolic link pointing outside the folder",
+        "secret.png": "symbolic link pointing outside the folder",
+    }
+    copied = {p.read_bytes() for p in (tmp_path / "raw").rglob("*.png")}
+    assert b"root:x:0:0:secret\n" not in copied and Path("/etc/passwd").read_bytes() not in copied
+    assert not any(p.is_symlink() for p in (tmp_path / "raw").rglob("*"))
+    assert sorted(Path(m["file"]).name for m in files) == [f"img{i}.png" for i in range(6)] + ["sub__alias.png"]
+    assert all(m["origin"].startswith("local:") and "/" not in m["origin"].split(":", 1)[1].split("sub/")[-1]
+               for m in files)
+
+
+@pytest.mark.timeout(30)  # the old code blocked for ever reading the FIFO
+def test_local_source_copies_only_regular_files(tmp_path):
+    folder = _user_folder(tmp_path)
+    os.mkfifo(folder / "pipe.png")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "sock.png"))
+    kinds = {"pipe.png", "sock.png"}
+    try:
+        os.mknod(folder / "dev.png", stat.S_IFCHR | 0o600, os.makedev(1, 3))  # /dev/null's numbers
+        kinds.add("dev.png")
+    except PermissionError:
+        pass  # not root: FIFO and socket still cover "not a regular file"
+    try:
+        fetch(_local_cfg(folder), tmp_path / "raw", tmp_path / "dl", progress=False)
+    finally:
+        sock.close()
+    _, skipped = read_manifest(tmp_path / "raw")
+    assert {e["path"] for e in skipped} == kinds
+    assert all("not a regular file" in e["reason"] for e in skipped)
+    raw_names = {p.name for p in (tmp_path / "raw").rglob("*.png")}
+    assert not raw_names & kinds and len(raw_names) == 6
+
+
+def test_local_dir_inside_a_stage_output_is_refused_before_anything_is_deleted(tmp_path):
+    raw = tmp_path / "data" / "raw"
+    inside = raw / "mine"
+    inside.mkdir(parents=True)
+    (inside / "a.png").write_bytes(_png(0))
+    with pytest.raises(FetchError, match=r"inside .*raw.*deleted before"):
+        fetch(_local_cfg(inside), raw, tmp_path / "dl", progress=False)
+    assert (inside / "a.png").read_bytes() == _png(0)  # the user's image survives
+
+    # A folder holding the output (the project's data/) is refused too: the walk would read the output.
+    with pytest.raises(FetchError, match="contains .*raw"):
+        fetch(_local_cfg(tmp_path / "data"), raw, tmp_path / "dl", progress=False)
+
+    # Every output of the real dvc.yaml counts (validate and patches delete theirs too).
+    outs = stage_outputs(REPO)
+    assert {REPO / "data/raw", REPO / "data/validated", REPO / "data/patches", REPO / "data/models"} <= set(outs)
+    validated = tmp_path / "data" / "validated" / "mine"
+    validated.mkdir(parents=True)
+    with pytest.raises(FetchError, match="validated"):
+        fetch(_local_cfg(validated), raw, tmp_path / "dl", progress=False, protected=[tmp_path / "data/validated"])
+
+
+@pytest.mark.parametrize("names", [("a__b.png", "a/b.png"), ("Photo.png", "photo.png")])
+def test_flattened_name_collisions_are_refused_with_both_names(tmp_path, names):
+    folder = tmp_path / "mine"
+    for i, name in enumerate(names):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(_png(i))
+    with pytest.raises(FetchError, match="would both be stored") as err:
+        fetch(_local_cfg(folder, val_fraction=0.0), tmp_path / "raw", tmp_path / "dl", progress=False)
+    assert all(f"local:{n}" in str(err.value) for n in names)
+
+
+def test_embedded_manifest_has_no_machine_paths(tmp_path):
+    import skimage
+
+    fetch(DataConfig(), tmp_path / "raw", tmp_path / "dl", progress=False)
+    text = (tmp_path / "raw" / "manifest.json").read_text()
+    assert str(tmp_path) not in text and "site-packages" not in text and sys.prefix not in text
+    files, skipped = read_manifest(tmp_path / "raw")
+    assert skipped == [] and f"skimage=={skimage.__version__}:data/rocket.jpg" in {m["origin"] for m in files}
+
+
+# ---------------------------------------------------------------- downloads
+
+
+def _partial(srv: ChangingServer, dest: Path, sha: str | None, cut: int) -> None:
+    srv.cut_after = cut
+    with pytest.raises(Exception, match="rerun to resume"):
+        download(srv.url, dest, sha, progress=False)
+    assert dest.with_name(dest.name + ".part").stat().st_size == cut
+
+
+@pytest.mark.parametrize("same_size", [True, False])
+def test_file_changed_between_partial_and_resume_is_refused_by_a_naive_server(tmp_path, same_size):
+    old = bytes(range(256)) * 2000
+    new = (bytes(reversed(range(256))) * 2000) if same_size else old[:100_000] + b"\x01" * 200_000
+    dest = tmp_path / "file.bin"
+    with ChangingServer(old, honour_if_range=False) as srv:
+        _partial(srv, dest, None, 150_000)
+        srv.change(new)
+        download(srv.url, dest, None, progress=False)
+    # The mixed file (old head + new tail) was refused; the result is the whole new file, fetched afresh.
+    assert dest.read_bytes() == new
+    assert srv.headers[-1].get("Range") is None
+    assert not dest.with_name("file.bin.part").exists() and not dest.with_name("file.bin.part.json").exists()
+
+
+def test_resume_sends_if_range_and_a_compliant_server_restarts(tmp_path):
+    old, new = b"a" * 300_000, b"b" * 300_000
+    dest = tmp_path / "file.bin"
+    with ChangingServer(old) as srv:
+        _partial(srv, dest, _sha(new), 100_000)
+        srv.change(new)
+        download(srv.url, dest, _sha(new), progress=False)
+        resume = srv.headers[1]
+    assert resume["Range"] == "bytes=100000-" and resume["If-Range"].startswith('"')
+    assert dest.read_bytes() == new
+
+
+def test_range_answered_from_the_wrong_offset_is_refused(tmp_path):
+    body = bytes(range(256)) * 1000
+    dest = tmp_path / "file.bin"
+    with ChangingServer(body) as srv:
+        _partial(srv, dest, _sha(body), 50_000)
+        srv.range_start_shift = 10
+        download(srv.url, dest, _sha(body), progress=False)
+    assert dest.read_bytes() == body
+    assert srv.headers[-1].get("Range") is None  # started over
+
+
+def test_416_is_complete_only_when_the_sizes_match(tmp_path):
+    old, new = b"x" * 200_000, b"y" * 120_000
+    dest = tmp_path / "file.bin"
+    with ChangingServer(old) as srv:
+        _partial(srv, dest, None, 150_000)
+        srv.change(new)  # shorter than the partial: the range is unsatisfiable
+        download(srv.url, dest, None, progress=False)
+    assert dest.read_bytes() == new
+
+
+def test_resumed_download_records_no_first_use_checksum(tmp_path):
+    body = bytes(range(256)) * 1000
+    dest = tmp_path / "file.bin"
+    with ChangingServer(body) as srv:
+        _partial(srv, dest, None, 100_000)
+        download(srv.url, dest, None, progress=False)
+        assert srv.headers[-1]["Range"] == "bytes=100000-"
+    assert dest.read_bytes() == body
+    assert not dest.with_name("file.bin.sha256").exists()
+
+
+def test_partial_without_validators_starts_over_when_nothing_is_pinned(tmp_path):
+    old, new = b"o" * 200_000, b"n" * 200_000
+    dest = tmp_path / "file.bin"
+    with ChangingServer(old, validators=False, honour_if_range=False) as srv:
+        _partial(srv, dest, None, 80_000)
+        srv.change(new)
+        download(srv.url, dest, None, progress=False)
+        assert srv.headers[-1].get("Range") is None
+    assert dest.read_bytes() == new
+
+
+# ---------------------------------------------------------------- archives
+
+
+def _tar_bytes(members: list[tuple[str, bytes | None]], mode: str = "w:gz") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tf.addfile(info)
+            else:
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_bomb_by_ratio_is_refused(tmp_path):
+    zpath = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ok.txt", b"ok")
+        zf.writestr("zeros.png", b"\0" * (16 * 2**20))
+    assert zpath.stat().st_size < 100_000
+    with pytest.raises(UnsafeArchiveError, match="decompression bomb"):
+        safe_extract(zpath, tmp_path / "out")
+    tpath = tmp_path / "bomb.tgz"
+    tpath.write_bytes(_tar_bytes([("zeros.png", b"\0" * (16 * 2**20))]))
+    with pytest.raises(UnsafeArchiveError, match="decompression bomb"):
+        safe_extract(tpath, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_bomb_by_member_count_is_refused(tmp_path):
+    path = tmp_path / "many.tar"
+    path.write_bytes(_tar_bytes([(f"f{i}.txt", b"") for i in range(1001)], mode="w"))
+    with pytest.raises(UnsafeArchiveError, match="1001 members, over the limit of 1000"):
+        safe_extract(path, tmp_path / "out", max_members=1000)
+    assert len(safe_extract(path, tmp_path / "out", max_members=2000)) == 1001
+
+
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ([("a/x.png", b"1"), ("a/x.png", b"2")], "'a/x.png' appears twice"),
+        ([("a/x.png", b"1"), ("./a/x.png", b"2")], "'a/x.png' appears twice"),
+        ([("a", b"file"), ("a/x.png", b"1")], "'a' is both a file and a folder"),
+        ([("a", b"file"), ("a", None)], "'a' is both a file and a folder"),
+    ],
+)
+def test_duplicates_and_file_folder_conflicts_are_refused(tmp_path, members, message):
+    path = tmp_path / "a.tgz"
+    path.write_bytes(_tar_bytes(members))
+    with pytest.raises(UnsafeArchiveError, match=message):
+        safe_extract(path, tmp_path / "out")
+
+
+def test_free_space_is_checked_before_extracting(tmp_path, monkeypatch):
+    path = tmp_path / "a.tgz"
+    path.write_bytes(_tar_bytes([("x.png", _png(0))]))
+    real = archive_mod.shutil.disk_usage
+    monkeypatch.setattr(archive_mod.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    with pytest.raises(ArchiveError, match="needs .* bytes but .* has 1000 free"):
+        safe_extract(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+_KILL_MID_EXTRACTION = textwrap.dedent(
+    """
+    import os, signal, sys
+    import srstyle.data.archive as a
+    done = []
+    real = a._copy
+    def copy_then_die(*args):
+        real(*args)
+        done.append(1)
+        if len(done) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    a._copy = copy_then_die
+    a.safe_extract(sys.argv[1], sys.argv[2])
+    """
+)
+
+
+def test_extraction_killed_midway_is_never_taken_as_complete(tmp_path, monkeypatch):
+    images = {f"benchmark/Set5/HR/img{i}.png": _png(i, 48, 60) for i in range(5)}
+    path = tmp_path / "dl" / "benchmark.tar"
+    path.parent.mkdir()
+    path.write_bytes(_tar_bytes(list(images.items()), mode="w"))
+    dest = tmp_path / "dl" / "benchmark.tar.extracted"
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([sys.executable, "-c", _KILL_MID_EXTRACTION, str(path), str(dest)], env=env)
+    assert proc.returncode == -signal.SIGKILL
+    assert not dest.exists() and list(dest.parent.glob(".benchmark.tar.extracted.partial-*"))
+
+    # An older-style interrupted extraction (a folder without the marker) is not trusted either.
+    (dest / "benchmark/Set5/HR").mkdir(parents=True)
+    (dest / "benchmark/Set5/HR/img0.png").write_bytes(images["benchmark/Set5/HR/img0.png"])
+    assert not is_complete(path, dest)
+    monkeypatch.setitem(bm.BENCHMARKS, "set5", bm.BenchmarkSource("http://127.0.0.1:9/benchmark.tar", _sha(path.read_bytes()),
+                                                                  "benchmark/Set5/HR", "test"))
+    manifest = bm.prepare_benchmark("set5", tmp_path / "sets", tmp_path / "dl", progress=False)
+    assert len(manifest) == 5 and is_complete(path, dest)
+    assert not list(dest.parent.glob(".benchmark.tar.extracted.partial-*"))
+    assert json.loads((dest / MARKER).read_text())["archive"] == "benchmark.tar"
+    # A complete extraction is reused, not redone.
+    marker_time = (dest / MARKER).stat().st_mtime_ns
+    extract_once(path, dest)
+    assert (dest / MARKER).stat().st_mtime_ns == marker_time

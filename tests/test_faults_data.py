@@ -347,3 +347,179 @@ def test_extraction_killed_midway_is_never_taken_as_complete(tmp_path, monkeypat
     marker_time = (dest / MARKER).stat().st_mtime_ns
     extract_once(path, dest)
     assert (dest / MARKER).stat().st_mtime_ns == marker_time
+
+
+# ---------------------------------------------------------------- the bad-input corpus through fetch + validate
+
+
+def _save(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _rgb(seed: int, h: int = 64, w: int = 80) -> Image.Image:
+    return Image.fromarray(photo(h, w, seed))
+
+
+def _translucent(seed: int) -> Image.Image:
+    img = _rgb(seed).convert("RGBA")
+    img.putalpha(Image.linear_gradient("L").resize(img.size))
+    return img
+
+
+def _frames(fmt: str, n: int = 3, **kw) -> bytes:
+    frames = [_rgb(i) for i in range(n)]
+    return _save(frames[0], fmt, save_all=True, append_images=frames[1:], **kw)
+
+
+def _bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    import struct
+    import zlib
+
+    raw = _save(Image.new("L", (1, 1)), "PNG")
+    chunk = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return raw[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + raw[33:]
+
+
+def _exif_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _save(_rgb(30, 64, 120), "JPEG", exif=exif.tobytes(), quality=95)
+
+
+def bad_corpus() -> dict[str, tuple[bytes, str, str]]:
+    """name -> (content, outcome, words expected in the reason); outcome: valid | quarantined | skipped."""
+    good = _save(_rgb(1), "PNG")
+    jpeg = _save(_rgb(2), "JPEG", quality=90)
+    gray16 = Image.fromarray(np.random.default_rng(3).integers(0, 65535, (64, 80)).astype(np.uint16))
+    palette_t = _rgb(4).convert("P")
+    return {
+        "good.png": (good, "valid", ""),
+        "val.png": (_save(_rgb(5), "PNG"), "valid", ""),
+        "good.bmp": (_save(_rgb(6), "BMP"), "valid", ""),
+        "gray.png": (_save(_rgb(7).convert("L"), "PNG"), "valid", "greyscale -> RGB"),
+        "rgba.png": (_save(_rgb(8).convert("RGBA"), "PNG"), "valid", "alpha composited over white"),
+        "la.png": (_save(_rgb(9).convert("LA"), "PNG"), "valid", "LA -> RGB: alpha composited"),
+        "palette.png": (_save(_rgb(10).convert("P"), "PNG"), "valid", "palette expanded"),
+        "palette_t.png": (_save(palette_t, "PNG", transparency=0), "valid", "transparent colour composited"),
+        "cmyk.jpg": (_save(_rgb(11).convert("CMYK"), "JPEG"), "valid", "CMYK -> RGB"),
+        "deep16.png": (_save(gray16, "PNG"), "valid", "16-bit greyscale"),
+        "deep16.tif": (_save(gray16, "TIFF"), "valid", "16-bit greyscale"),
+        "onebit.png": (_save(_rgb(12).convert("1"), "PNG"), "valid", "1-bit"),
+        "rgba.webp": (_save(_translucent(13), "WEBP", lossless=True), "valid", "alpha composited"),
+        "exif.jpg": (_exif_jpeg(), "valid", "EXIF orientation 6 applied"),
+        "wrong_ext.jpg": (_save(_rgb(14), "PNG"), "valid", "extension .jpg but the content is PNG"),
+        "zero.png": (b"", "quarantined", "file is empty"),
+        "trunc.png": (good[: len(good) // 2], "quarantined", "truncated"),
+        "trunc.jpg": (jpeg[: len(jpeg) // 2], "quarantined", "truncated"),
+        "text.png": (b"just some notes\n" * 20, "quarantined", "text content is not one of"),
+        "page.jpg": (b"<!DOCTYPE html><html><body>404</body></html>", "quarantined", "HTML content"),
+        "drawing.png": (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "quarantined", "SVG content"),
+        "doc.jpg": (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "quarantined", "PDF content"),
+        "anim.png": (_frames("GIF"), "quarantined", "GIF content"),
+        "anim.webp": (_frames("WEBP"), "quarantined", "a single frame"),
+        "pages.tif": (_frames("TIFF"), "quarantined", "a single frame"),
+        "bomb.png": (_bomb_png(), "quarantined", "exceeds max_pixels"),
+        "tiny.png": (_save(_rgb(15).resize((1, 1)), "PNG"), "quarantined", "shorter side"),
+        "z_dup.png": (good, "quarantined", "unique sha256"),  # sorted after good.png: the copy
+        "float.tif": (_save(Image.new("F", (80, 64), 0.5), "TIFF"), "quarantined", "mode in"),
+        "int32.tif": (_save(Image.new("I", (80, 64), 70000), "TIFF"), "quarantined", "mode in"),
+        "junk.png": (bytes(np.random.default_rng(16).integers(128, 256, 4000, dtype=np.uint8)), "quarantined",
+                     "unknown binary content"),
+        "badheader.png": (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "quarantined", "looks like PNG but"),
+        "layers.png": (b"8BPS\x00\x01" + b"\0" * 200, "quarantined", "PSD content"),
+        "clip.gif": (_frames("GIF"), "skipped", "extension '.gif' is not in data.extensions"),
+        "passwd.png": (None, "skipped", "symbolic link pointing outside the folder"),
+        "fifo.png": (None, "skipped", "not a regular file"),
+    }
+
+
+def test_bad_input_corpus_through_fetch_and_validate(tmp_path, caplog):
+    from srstyle.config import ValidateConfig
+    from srstyle.data.download import sha256_file
+    from srstyle.data.validate import validate
+
+    cases = bad_corpus()
+    assert len(cases) >= 25
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name, (data, _, _) in cases.items():
+        if data is not None:
+            (folder / name).write_bytes(data)
+    (folder / "passwd.png").symlink_to("/etc/passwd")
+    os.mkfifo(folder / "fifo.png")
+    before = {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file() and not p.is_symlink()}
+
+    caplog.set_level("INFO")
+    fetch(_local_cfg(folder, val_names=["val"]), tmp_path / "raw", tmp_path / "dl", progress=False)
+    cfg = ValidateConfig(min_valid_fraction=0.1)
+    summary = validate(tmp_path / "raw", tmp_path / "validated", tmp_path / "quarantine", cfg, min_side=48)
+
+    valid = {Path(v["file"]).name: " | ".join(v["notes"])
+             for v in json.loads((tmp_path / "validated" / "manifest.json").read_text())}
+    quarantined = {Path(q["file"]).name: " | ".join(q["failed"]) + " | " + (q.get("error") or "")
+                   for q in summary["files"]}
+    skipped = {e["path"]: e["reason"] for e in summary["skipped"]}
+    outcome = {**{n: ("valid", r) for n, r in valid.items()}, **{n: ("quarantined", r) for n, r in quarantined.items()},
+               **{n: ("skipped", r) for n, r in skipped.items()}}
+    assert len(outcome) == len(valid) + len(quarantined) + len(skipped)  # each file has one fate
+    assert set(outcome) == set(cases)  # zero files lost: every input is accounted for
+    for name, (_, expected, words) in cases.items():
+        got, reason = outcome[name]
+        assert got == expected and words in reason, (name, got, reason)
+        if got == "quarantined":
+            assert (tmp_path / "quarantine" / "train" / name).is_file()
+    assert "Traceback" not in caplog.text
+    assert f"{len(valid)} of {len(cases)} files" in caplog.text  # the log says how many were lost
+    assert {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file() and not p.is_symlink()} == before
+
+
+def test_one_file_that_breaks_the_decoder_never_aborts_the_stage(tmp_path, monkeypatch):
+    import srstyle.data.validate as v
+    from srstyle.config import ValidateConfig
+
+    folder = _user_folder(tmp_path, n=12)
+    fetch(_local_cfg(folder, val_names=["img0"]), tmp_path / "raw", tmp_path / "dl", progress=False)
+    real = v.decode_oriented
+
+    def explode_on_img3(img, path):
+        if Path(path).name == "img3.png":
+            raise RuntimeError(f"decoder bug while reading {path}")
+        return real(img, path)
+
+    monkeypatch.setattr(v, "decode_oriented", explode_on_img3)
+    summary = v.validate(tmp_path / "raw", tmp_path / "v", tmp_path / "q", ValidateConfig(), min_side=48)
+    assert summary["valid"] == 11 and [f["file"] for f in summary["files"]] == ["train/img3.png"]
+    assert summary["files"][0]["error"] == "RuntimeError: decoder bug while reading train/img3.png"
+
+
+def test_images_are_opened_with_the_allowed_formats_only(tmp_path, monkeypatch):
+    import srstyle.data.validate as v
+    from srstyle.config import ValidateConfig
+
+    seen = []
+    real = v.Image.open
+
+    def spy(fp, mode="r", formats=None):
+        seen.append(formats)
+        return real(fp, mode, formats)
+
+    monkeypatch.setattr(v.Image, "open", spy)
+    (tmp_path / "a.png").write_bytes(_png(0))
+    v.image_row(tmp_path / "a.png", "a.png", ValidateConfig(allowed_formats=["PNG", "JPEG"]))
+    assert seen == [["PNG", "JPEG"]]
+
+
+def test_recorded_conversions_are_what_the_loader_does(tmp_path):
+    from srstyle.data.validate import BACKGROUND, CONVERSIONS
+    from srstyle.io import load_rgb
+
+    rgba = np.zeros((4, 4, 4), np.uint8)  # fully transparent black
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    assert tuple(load_rgb(tmp_path / "a.png")[0, 0]) == BACKGROUND and "over white (255, 255, 255)" in CONVERSIONS["RGBA"]
+    Image.fromarray(np.full((4, 4), 0xABCD, np.uint16)).save(tmp_path / "g.png")
+    assert tuple(load_rgb(tmp_path / "g.png")[0, 0]) == (0xAB,) * 3 and "value >> 8" in CONVERSIONS["I;16"]
+    cmyk = Image.new("CMYK", (4, 4), (10, 200, 30, 40))
+    cmyk.save(tmp_path / "c.tif")
+    assert tuple(load_rgb(tmp_path / "c.tif")[0, 0]) == cmyk.convert("RGB").getpixel((0, 0))

@@ -128,7 +128,11 @@ def _list_images(folder: Path, extensions: list[str], skipped: list[dict], label
                                 "reason": "symbolic link to a folder: not followed"})
         for name in sorted(filenames):
             p = here / name
-            if name.startswith(".") or p.suffix.lower() not in exts:
+            if name.startswith("."):
+                continue  # .DS_Store and friends
+            if p.suffix.lower() not in exts:
+                skipped.append({"path": f"{label}{_rel(p, folder)}",
+                                "reason": f"extension {p.suffix or '(none)'!r} is not in data.extensions"})
                 continue
             reason = None
             mode = os.lstat(p).st_mode

@@ -523,3 +523,79 @@ def test_recorded_conversions_are_what_the_loader_does(tmp_path):
     cmyk = Image.new("CMYK", (4, 4), (10, 200, 30, 40))
     cmyk.save(tmp_path / "c.tif")
     assert tuple(load_rgb(tmp_path / "c.tif")[0, 0]) == cmyk.convert("RGB").getpixel((0, 0))
+
+
+# ---------------------------------------------------------------- patches: streaming and kill -9
+
+
+def test_patch_extraction_holds_one_decoded_image_at_a_time(tmp_path, monkeypatch):
+    import gc
+    import weakref
+
+    import srstyle.data.patches as patches
+    from srstyle.config import PatchesConfig
+    from tests.helpers import make_corpus
+
+    raw, validated = make_corpus(tmp_path, n_train=8, n_val=2)
+    alive, peak = [0], [0]
+    real = patches.load_rgb
+
+    def counted(path, max_pixels):
+        rgb = real(path, max_pixels)
+        alive[0] += 1
+        peak[0] = max(peak[0], alive[0])
+        weakref.finalize(rgb, lambda: alive.__setitem__(0, alive[0] - 1))
+        return rgb
+
+    monkeypatch.setattr(patches, "load_rgb", counted)
+    gc.disable()  # only reference counting frees: what the code keeps referenced is what counts
+    try:
+        patches.make_patches(validated, raw, tmp_path / "p", PatchesConfig(scales=[3], hr_size=24, stride=12),
+                             seed=0, max_pixels=10**7, progress=False)
+    finally:
+        gc.enable()
+    assert peak[0] <= 2  # the old code held all 8 training images before sizing the store
+
+
+_KILL_MID_PATCHES = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    import srstyle.data.patches as p
+    from srstyle.config import PatchesConfig
+    calls = []
+    real = p.downscale_rgb
+    def downscale_then_die(*args):
+        calls.append(1)
+        if len(calls) == 4:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args)
+    p.downscale_rgb = downscale_then_die
+    root = Path(sys.argv[1])
+    cfg = PatchesConfig(scales=[2, 3], modes=["y", "rgb"], hr_size=24, stride=12, max_per_image=7, min_std=1.0)
+    p.make_patches(root / "validated", root / "raw", root / "patches", cfg, seed=3, max_pixels=10**7, progress=False)
+    """
+)
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): _sha(p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_kill_9_during_patch_extraction_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    from srstyle.config import PatchesConfig
+    from srstyle.data.patches import make_patches
+    from tests.helpers import make_corpus
+
+    raw, validated = make_corpus(tmp_path, n_train=4, n_val=2)
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([sys.executable, "-c", _KILL_MID_PATCHES, str(tmp_path)], env=env)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "patches" / "summary.json").exists()  # killed mid-way, leaving temporary stores
+    assert [p for p in (tmp_path / "patches").rglob(".*")]
+
+    cfg = PatchesConfig(scales=[2, 3], modes=["y", "rgb"], hr_size=24, stride=12, max_per_image=7, min_std=1.0)
+    make_patches(validated, raw, tmp_path / "patches", cfg, seed=3, max_pixels=10**7, progress=False)
+    make_patches(validated, raw, tmp_path / "clean", cfg, seed=3, max_pixels=10**7, progress=False)
+    rerun, clean = _tree(tmp_path / "patches"), _tree(tmp_path / "clean")
+    assert rerun == clean and len(clean) == 2 * 4 * 4 + 1  # 2 splits x 4 stores x 4 files + summary.json

@@ -599,3 +599,33 @@ def test_kill_9_during_patch_extraction_then_rerun_equals_an_uninterrupted_run(t
     make_patches(validated, raw, tmp_path / "clean", cfg, seed=3, max_pixels=10**7, progress=False)
     rerun, clean = _tree(tmp_path / "patches"), _tree(tmp_path / "clean")
     assert rerun == clean and len(clean) == 2 * 4 * 4 + 1  # 2 splits x 4 stores x 4 files + summary.json
+
+
+# ---------------------------------------------------------------- issue 15: the same bytes in any folder
+
+
+@pytest.mark.slow
+def test_data_stages_write_identical_outputs_in_any_folder(tmp_path):
+    """fetch, validate and patches (the real stage scripts, params.yaml as shipped) run in two project folders
+    of different names and depths; every output file is byte-identical, so DVC's hashes match too."""
+    env = {k: v for k, v in os.environ.items() if k != "SRSTYLE_ROOT"}
+    env["PYTHONPATH"] = f"{REPO / 'src'}{os.pathsep}{REPO}"
+    trees = []
+    for project in (tmp_path / "a", tmp_path / "much" / "deeper" / "clone-b"):
+        project.mkdir(parents=True)
+        (project / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+        (project / "dvc.yaml").write_bytes((REPO / "dvc.yaml").read_bytes())
+        for stage in ("fetch", "validate", "patches"):
+            subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py")], cwd=project, env=env, check=True,
+                           capture_output=True)
+        tree = {}
+        for out in ("raw", "validated", "quarantine", "patches"):
+            tree.update({f"{out}/{k}": v for k, v in _tree(project / "data" / out).items()})
+        text = "".join((project / "data" / f).read_text() for f in
+                       ("raw/manifest.json", "validated/manifest.json", "quarantine/report.json", "quarantine/report.html"))
+        assert str(project) not in text and str(tmp_path) not in text and sys.prefix not in text
+        trees.append(tree)
+    assert trees[0] == trees[1]
+    assert {"raw/manifest.json", "quarantine/report.html", "patches/summary.json"} <= set(trees[0])
+    html = (project / "data" / "quarantine" / "report.html").read_text()
+    assert not __import__("re").search(r"<(script|link|img)\b[^>]*(src|href)=\"(https?:)?//", html)  # offline

@@ -429,7 +429,8 @@ def bad_corpus() -> dict[str, tuple[bytes, str, str]]:
                      "unknown binary content"),
         "badheader.png": (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "quarantined", "looks like PNG but"),
         "layers.png": (b"8BPS\x00\x01" + b"\0" * 200, "quarantined", "PSD content"),
-        "clip.gif": (_frames("GIF"), "skipped", "extension '.gif' is not in data.extensions"),
+        "clip.gif": (_frames("GIF"), "ignored", "extension '.gif' is not in data.extensions"),
+        "notes.txt": (b"my photos\n", "ignored", "extension '.txt' is not in data.extensions"),
         "passwd.png": (None, "skipped", "symbolic link pointing outside the folder"),
         "fifo.png": (None, "skipped", "not a regular file"),
     }
@@ -461,9 +462,10 @@ def test_bad_input_corpus_through_fetch_and_validate(tmp_path, caplog):
     quarantined = {Path(q["file"]).name: " | ".join(q["failed"]) + " | " + (q.get("error") or "")
                    for q in summary["files"]}
     skipped = {e["path"]: e["reason"] for e in summary["skipped"]}
+    ignored = {e["path"]: e["reason"] for e in json.loads((tmp_path / "raw" / "manifest.json").read_text())["ignored"]}
     outcome = {**{n: ("valid", r) for n, r in valid.items()}, **{n: ("quarantined", r) for n, r in quarantined.items()},
-               **{n: ("skipped", r) for n, r in skipped.items()}}
-    assert len(outcome) == len(valid) + len(quarantined) + len(skipped)  # each file has one fate
+               **{n: ("skipped", r) for n, r in skipped.items()}, **{n: ("ignored", r) for n, r in ignored.items()}}
+    assert len(outcome) == len(valid) + len(quarantined) + len(skipped) + len(ignored)  # each file has one fate
     assert set(outcome) == set(cases)  # zero files lost: every input is accounted for
     for name, (_, expected, words) in cases.items():
         got, reason = outcome[name]
@@ -471,7 +473,9 @@ def test_bad_input_corpus_through_fetch_and_validate(tmp_path, caplog):
         if got == "quarantined":
             assert (tmp_path / "quarantine" / "train" / name).is_file()
     assert "Traceback" not in caplog.text
-    assert f"{len(valid)} of {len(cases)} files" in caplog.text  # the log says how many were lost
+    lost = len(quarantined) + len(skipped)
+    assert f"kept {len(valid)} of {len(valid) + lost} files" in caplog.text  # the log says how many were lost
+    assert f"{len(quarantined)} quarantined, {len(skipped)} skipped by fetch" in caplog.text
     assert {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file() and not p.is_symlink()} == before
 
 

@@ -8,8 +8,9 @@ Sources (``data.source`` in params.yaml):
 * ``local`` - a folder of the user's own images; it is read, never modified.
 
 Each source ends the same way: regular files copied into ``train/`` and ``val/`` by a deterministic split,
-and a ``manifest.json`` with ``files`` (every file with its split, origin and sha256) and ``skipped`` (links
-out of the folder, devices, FIFOs: never copied, each with the reason). Origins are relative (a package with
+and a ``manifest.json`` with ``files`` (every file with its split, origin and sha256), ``skipped`` (links
+out of the folder, devices, FIFOs: never copied, each with the reason) and ``ignored`` (files without an
+image extension). Origins are relative (a package with
 its version, a path inside the folder or archive), so the output is byte-identical on every machine.
 """
 
@@ -131,7 +132,7 @@ def _list_images(folder: Path, extensions: list[str], skipped: list[dict], label
             if name.startswith("."):
                 continue  # .DS_Store and friends
             if p.suffix.lower() not in exts:
-                skipped.append({"path": f"{label}{_rel(p, folder)}",
+                skipped.append({"path": f"{label}{_rel(p, folder)}", "ignored": True,
                                 "reason": f"extension {p.suffix or '(none)'!r} is not in data.extensions"})
                 continue
             reason = None
@@ -264,7 +265,8 @@ def check_local_dir(root: Path, forbidden: Iterable[Path]) -> None:
 
 
 def read_manifest(raw_dir: Path | str) -> tuple[list[dict], list[dict]]:
-    """(files, skipped) of a fetch output; an older plain-list manifest has no skipped entries."""
+    """(files, skipped) of a fetch output: skipped = images refused for safety (links out, special files).
+    An older plain-list manifest has no skipped entries."""
     data = read_json(Path(raw_dir) / "manifest.json")
     if isinstance(data, list):
         return data, []
@@ -332,7 +334,9 @@ def fetch(
     if not counts["val"] or not counts["train"]:
         raise FetchError(f"split has {counts}; both train and val need images (see data.val_names / val_fraction)")
     skipped.sort(key=lambda e: e["path"])
-    write_json({"files": manifest, "skipped": skipped}, out_dir / "manifest.json")
-    log.info("fetched %d train and %d val images from %s%s", counts["train"], counts["val"], cfg.source,
-             f"; skipped {len(skipped)} (listed in manifest.json)" if skipped else "")
+    ignored = [{"path": e["path"], "reason": e["reason"]} for e in skipped if e.get("ignored")]
+    refused = [e for e in skipped if not e.get("ignored")]
+    write_json({"files": manifest, "skipped": refused, "ignored": ignored}, out_dir / "manifest.json")
+    log.info("fetched %d train and %d val images from %s; %d skipped, %d non-image files ignored "
+             "(listed in manifest.json)", counts["train"], counts["val"], cfg.source, len(refused), len(ignored))
     return manifest

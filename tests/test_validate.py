@@ -144,9 +144,9 @@ def test_allowed_modes_are_configurable(raw, tmp_path):
 def test_load_rgb_errors_name_the_file(tmp_path):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(_bomb_png())
-    with pytest.raises(ImageError, match="bomb.png.*exceeds the limit"):
+    with pytest.raises(ImageError, match=r"bomb.png.*(exceeds the limit|too large)"):
         load_rgb(bomb)
     text = tmp_path / "notes.png"
     text.write_text("hello")
-    with pytest.raises(ImageError, match="notes.png: not a recognised image"):
+    with pytest.raises(ImageError, match=r"notes.png: not an? (recognised|accepted) image"):
         load_rgb(text)

@@ -50,6 +50,9 @@ CONVERSIONS = {
     "I;16L": "16-bit greyscale -> 8-bit RGB: the high byte kept (value >> 8)",
     "1": "1-bit -> RGB: black and white",
     "L": "greyscale -> RGB: the grey value in all three channels",
+    "L+transparency": f"greyscale -> RGB: transparent grey composited over white {BACKGROUND}",
+    "RGB+transparency": f"RGB: transparent colour composited over white {BACKGROUND}",
+    "1+transparency": f"1-bit -> RGB: transparent colour composited over white {BACKGROUND}",
 }
 EXTENSIONS = {
     "PNG": {".png"}, "JPEG": {".jpg", ".jpeg", ".jpe"}, "BMP": {".bmp"}, "TIFF": {".tif", ".tiff"}, "WEBP": {".webp"},
@@ -89,7 +92,8 @@ def sniff(head: bytes) -> str | None:
 
 def _notes(path: Path, img: Image.Image) -> list[str]:
     notes = []
-    key = "P+transparency" if img.mode == "P" and "transparency" in img.info else img.mode
+    key = f"{img.mode}+transparency" if "transparency" in img.info else img.mode
+    key = key if key in CONVERSIONS else img.mode
     if key in CONVERSIONS:
         notes.append(CONVERSIONS[key])
     elif img.mode != "RGB":

@@ -69,6 +69,7 @@ def test_local_source_never_follows_links_out_of_the_folder(tmp_path):
     (folder / "passwd.png").symlink_to("/etc/passwd")
     (folder / "secret.png").symlink_to(secret)
     (folder / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (folder / "dangling_inside.png").symlink_to(folder / "nowhere.png")
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "x.png").write_bytes(_png(9))
     (folder / "linked_dir").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
@@ -81,6 +82,7 @@ def test_local_source_never_follows_links_out_of_the_folder(tmp_path):
     assert files == manifest
     assert {e["path"]: e["reason"].split(":")[0] for e in skipped} == {
         "dangling.png": "symbolic link pointing outside the folder",
+        "dangling_inside.png": "symbolic link to something that is not a regular file",
         "linked_dir": "symbolic link to a folder",
         "passwd.png": "symbolic link pointing outside the folder",
         "secret.png": "symbolic link pointing outside the folder",
@@ -633,3 +635,41 @@ def test_data_stages_write_identical_outputs_in_any_folder(tmp_path):
     assert {"raw/manifest.json", "quarantine/report.html", "patches/summary.json"} <= set(trees[0])
     html = (project / "data" / "quarantine" / "report.html").read_text()
     assert not __import__("re").search(r"<(script|link|img)\b[^>]*(src|href)=\"(https?:)?//", html)  # offline
+
+
+def test_a_file_swapped_for_a_link_after_listing_is_not_followed(tmp_path, monkeypatch):
+    import srstyle.data.fetch as f
+
+    folder = _user_folder(tmp_path)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"secret")
+    real = f._list_images
+
+    def list_then_swap(*args):
+        found = real(*args)
+        (folder / "img2.png").unlink()
+        (folder / "img2.png").symlink_to(secret)  # an attacker's race between listing and copying
+        return found
+
+    monkeypatch.setattr(f, "_list_images", list_then_swap)
+    with pytest.raises(FetchError, match="img2.png: cannot be read"):
+        fetch(_local_cfg(folder), tmp_path / "raw", tmp_path / "dl", progress=False)
+    assert b"secret" not in {p.read_bytes() for p in (tmp_path / "raw").rglob("*.png")}
+
+
+@pytest.mark.parametrize("suffix", [".tgz", ".zip"])
+def test_truncated_archive_is_refused_with_a_clear_error(tmp_path, suffix):
+    images = [(f"set/img{i}.png", _png(i)) for i in range(4)]
+    if suffix == ".zip":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, data in images:
+                zf.writestr(name, data)
+        data = buf.getvalue()
+    else:
+        data = _tar_bytes(images)
+    path = tmp_path / f"a{suffix}"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(UnsafeArchiveError, match="damaged or truncated|not a readable"):
+        safe_extract(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))

@@ -20,6 +20,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -176,7 +177,12 @@ def _extract_into(archive: Path, dest: Path, limits: Limits) -> list[Path]:
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            _copy(reader(m), target, m.size, archive, m.rel)
+            try:
+                _copy(reader(m), target, m.size, archive, m.rel)
+            except (tarfile.TarError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+                raise UnsafeArchiveError(
+                    f"{archive}: member {str(m.rel)!r} is damaged or truncated ({exc}); delete the archive and rerun"
+                ) from None
             written.append(target)
     return written
 

@@ -114,10 +114,11 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _list_images(folder: Path, extensions: list[str], skipped: list[dict], label: str) -> list[Path]:
+def _list_images(folder: Path, extensions: list[str], skipped: list[dict], label: str) -> list[tuple[Path, Path]]:
     """Images under ``folder``, never leaving it: links are followed only when they point inside the
-    folder, linked folders are not entered, and only regular files are listed. What is left out is
-    appended to ``skipped`` (path relative to the folder and the reason) for the manifest."""
+    folder, linked folders are not entered, and only regular files are listed, each as (its path, the file to
+    read: itself or the link's target, decided here once). What is left out is appended to ``skipped`` (path
+    relative to the folder and the reason) for the manifest."""
     exts = {e.lower() for e in extensions}
     real_root = folder.resolve()
     found = []
@@ -135,13 +136,13 @@ def _list_images(folder: Path, extensions: list[str], skipped: list[dict], label
                 skipped.append({"path": f"{label}{_rel(p, folder)}", "ignored": True,
                                 "reason": f"extension {p.suffix or '(none)'!r} is not in data.extensions"})
                 continue
-            reason = None
+            reason, read = None, p
             mode = os.lstat(p).st_mode
             if stat.S_ISLNK(mode):
-                target = p.resolve()
-                if not _inside(target, real_root):
+                read = p.resolve()
+                if not _inside(read, real_root):
                     reason = "symbolic link pointing outside the folder: not followed"
-                elif not target.is_file():
+                elif not read.exists() or not stat.S_ISREG(os.lstat(read).st_mode):
                     reason = "symbolic link to something that is not a regular file"
             elif not stat.S_ISREG(mode):
                 reason = "not a regular file (device, FIFO or socket): not copied"
@@ -149,7 +150,7 @@ def _list_images(folder: Path, extensions: list[str], skipped: list[dict], label
                 skipped.append({"path": f"{label}{_rel(p, folder)}", "reason": reason})
                 log.warning("skipped %s: %s", p, reason)
             else:
-                found.append(p)
+                found.append((p, read))
     return sorted(found)
 
 
@@ -165,15 +166,15 @@ def _assign_split(root: Path, cfg: DataConfig, origin: str, skipped: list[dict])
             folder = root / sub
             if not folder.is_dir():
                 raise FetchError(f"{folder}: split folder named by data.{split}_subdir does not exist")
-            for p in _list_images(folder, cfg.extensions, skipped, f"{sub}/"):
-                out.append((Source(p, f"{origin}:{_rel(p, root)}"), split, _flat_name(p, folder)))
+            for p, read in _list_images(folder, cfg.extensions, skipped, f"{sub}/"):
+                out.append((Source(read, f"{origin}:{_rel(p, root)}"), split, _flat_name(p, folder)))
         return out
     val_names = set(cfg.val_names)
-    for p in _list_images(root, cfg.extensions, skipped, ""):
+    for p, read in _list_images(root, cfg.extensions, skipped, ""):
         name = _flat_name(p, root)
         stem = Path(name).stem
         split = "val" if (stem in val_names if val_names else _is_val(stem, cfg.val_fraction)) else "train"
-        out.append((Source(p, f"{origin}:{_rel(p, root)}"), split, name))
+        out.append((Source(read, f"{origin}:{_rel(p, root)}"), split, name))
     if val_names:
         missing = val_names - {Path(n).stem for _, _, n in out}
         if missing:
@@ -205,9 +206,12 @@ def _embedded_sources(names: list[str]) -> dict[str, Source]:
 
 
 def _copy_regular(src: Path, target: Path) -> None:
-    """Copy a regular file without following a link planted between listing and copying, and without
-    blocking on a FIFO (O_NONBLOCK); anything else raises FetchError."""
-    fd = os.open(src.resolve(), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    """Copy a regular file without following a link planted between listing and copying (O_NOFOLLOW), and
+    without blocking on a FIFO (O_NONBLOCK); anything else raises FetchError."""
+    try:
+        fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise FetchError(f"{src}: cannot be read ({exc.strerror}); rerun the fetch stage") from None
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise FetchError(f"{src}: is no longer a regular file; rerun the fetch stage")

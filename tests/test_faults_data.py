@@ -673,3 +673,17 @@ def test_truncated_archive_is_refused_with_a_clear_error(tmp_path, suffix):
     with pytest.raises(UnsafeArchiveError, match="damaged or truncated|not a readable"):
         safe_extract(path, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_https_presets_and_no_redirect_down_to_http():
+    import urllib.request
+
+    from srstyle.data.download import DownloadError, _NoDowngrade
+    from srstyle.data.fetch import PRESETS
+
+    assert all(p.url.startswith("https://") for p in PRESETS.values())
+    assert all(b.url.startswith("https://") for b in bm.BENCHMARKS.values())
+    req = urllib.request.Request("https://example.org/a.zip")
+    with pytest.raises(DownloadError, match="redirected to plain http"):
+        _NoDowngrade().redirect_request(req, None, 302, "Found", {}, "http://example.org/a.zip")
+    assert _NoDowngrade().redirect_request(req, None, 302, "Found", {}, "https://mirror.example.org/a.zip")

@@ -611,28 +611,29 @@ def test_kill_9_during_patch_extraction_then_rerun_equals_an_uninterrupted_run(t
 
 
 @pytest.mark.slow
-def test_data_stages_write_identical_outputs_in_any_folder(tmp_path):
-    """fetch, validate and patches (the real stage scripts, params.yaml as shipped) run in two project folders
-    of different names and depths; every output file is byte-identical, so DVC's hashes match too."""
-    env = {k: v for k, v in os.environ.items() if k != "SRSTYLE_ROOT"}
-    env["PYTHONPATH"] = f"{REPO / 'src'}{os.pathsep}{REPO}"
-    trees = []
+def test_data_stages_give_the_same_dvc_hashes_in_any_folder(tmp_path):
+    """`dvc repro patches` (fetch, validate, patches) of the tiny project in two folders of different names
+    and depths: dvc.lock records the same output hashes, and no output names the folder or the venv."""
+    import yaml
+
+    from tests.helpers import make_tiny_project
+
+    env = {k: v for k, v in os.environ.items() if k not in ("SRSTYLE_ROOT", "MLFLOW_TRACKING_URI")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    outs, trees = [], []
     for project in (tmp_path / "a", tmp_path / "much" / "deeper" / "clone-b"):
-        project.mkdir(parents=True)
-        (project / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
-        (project / "dvc.yaml").write_bytes((REPO / "dvc.yaml").read_bytes())
-        for stage in ("fetch", "validate", "patches"):
-            subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py")], cwd=project, env=env, check=True,
-                           capture_output=True)
-        tree = {}
-        for out in ("raw", "validated", "quarantine", "patches"):
-            tree.update({f"{out}/{k}": v for k, v in _tree(project / "data" / out).items()})
+        make_tiny_project(project)
+        proc = subprocess.run(["dvc", "repro", "patches"], cwd=project, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+        outs.append({stage: lock[stage]["outs"] for stage in ("fetch", "validate", "patches")})
+        trees.append({out: _tree(project / "data" / out) for out in ("raw", "validated", "quarantine", "patches")})
         text = "".join((project / "data" / f).read_text() for f in
-                       ("raw/manifest.json", "validated/manifest.json", "quarantine/report.json", "quarantine/report.html"))
+                       ("raw/manifest.json", "validated/manifest.json", "quarantine/report.json",
+                        "quarantine/gx_result.json", "quarantine/report.html"))
         assert str(project) not in text and str(tmp_path) not in text and sys.prefix not in text
-        trees.append(tree)
     assert trees[0] == trees[1]
-    assert {"raw/manifest.json", "quarantine/report.html", "patches/summary.json"} <= set(trees[0])
+    assert outs[0] == outs[1]
     html = (project / "data" / "quarantine" / "report.html").read_text()
     assert not __import__("re").search(r"<(script|link|img)\b[^>]*(src|href)=\"(https?:)?//", html)  # offline
 

@@ -75,6 +75,8 @@ def test_local_source_never_follows_links_out_of_the_folder(tmp_path):
     (folder / "linked_dir").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     (folder / "sub").mkdir()
     (folder / "sub" / "alias.png").symlink_to(folder / "img0.png")  # inside the folder: followed
+    (folder / ".thumbnails").mkdir()
+    (folder / ".thumbnails" / "t.png").write_bytes(_png(8))  # hidden: not the user's images
 
     manifest = fetch(_local_cfg(folder), tmp_path / "raw", tmp_path / "dl", progress=False)
 

@@ -117,13 +117,14 @@ def _inside(path: Path, folder: Path) -> bool:
 def _list_images(folder: Path, extensions: list[str], skipped: list[dict], label: str) -> list[tuple[Path, Path]]:
     """Images under ``folder``, never leaving it: links are followed only when they point inside the
     folder, linked folders are not entered, and only regular files are listed, each as (its path, the file to
-    read: itself or the link's target, decided here once). What is left out is appended to ``skipped`` (path
-    relative to the folder and the reason) for the manifest."""
+    read: itself or the link's target, decided here once). Hidden files and folders are not read. What is
+    left out is appended to ``skipped`` (path relative to the folder and the reason) for the manifest."""
     exts = {e.lower() for e in extensions}
     real_root = folder.resolve()
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):  # followlinks=False: linked folders are not entered
         here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # .git, .thumbnails: not the user's images
         for name in sorted(dirnames):
             if (here / name).is_symlink():
                 skipped.append({"path": f"{label}{_rel(here / name, folder)}",

@@ -413,6 +413,8 @@ def bad_corpus() -> dict[str, tuple[bytes, str, str]]:
         "onebit.png": (_save(_rgb(12).convert("1"), "PNG"), "valid", "1-bit"),
         "rgba.webp": (_save(_translucent(13), "WEBP", lossless=True), "valid", "alpha composited"),
         "exif.jpg": (_exif_jpeg(), "valid", "EXIF orientation 6 applied"),
+        "camera.jpg": (_save(_rgb(17), "MPO", save_all=True, append_images=[_rgb(18, 24, 32)]), "valid",
+                       "MPO: the primary JPEG image is used, 1 extra image(s) ignored"),
         "wrong_ext.jpg": (_save(_rgb(14), "PNG"), "valid", "extension .jpg but the content is PNG"),
         "zero.png": (b"", "quarantined", "file is empty"),
         "trunc.png": (good[: len(good) // 2], "quarantined", "truncated"),

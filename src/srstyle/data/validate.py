@@ -13,6 +13,7 @@ Policy (what the loader, :func:`srstyle.io.load_rgb`, does with a file is what v
   ``validated/manifest.json`` records each conversion in the file's ``notes``; so are the EXIF rotation and
   a file extension that does not match the content.
 * Animated GIF/WebP and multi-page TIFF are quarantined: which frame is the photo is not ours to guess.
+  A camera's MPO JPEG (a photo plus previews or a stereo pair) is valid: its primary image is the photo.
 * The stage fails when fewer than ``validate.min_valid_fraction`` of the files are valid (default 0.9), and
   the log always says how many were lost, including what the fetch stage skipped.
 """
@@ -101,7 +102,8 @@ def _notes(path: Path, img: Image.Image) -> list[str]:
     orientation = img.getexif().get(0x0112, 1)
     if orientation not in (None, 1):
         notes.append(f"EXIF orientation {orientation} applied")
-    if path.suffix.lower() not in EXTENSIONS.get(img.format, {path.suffix.lower()}):
+    fmt = "JPEG" if img.format == "MPO" else img.format
+    if path.suffix.lower() not in EXTENSIONS.get(fmt, {path.suffix.lower()}):
         notes.append(f"extension {path.suffix} but the content is {img.format}")
     return notes
 
@@ -124,6 +126,11 @@ def image_row(path: Path, file: str, cfg: ValidateConfig) -> dict:
         with img:
             row["format"], row["mode"] = img.format, img.mode
             row["frames"] = int(getattr(img, "n_frames", 1))
+            if img.format == "MPO":
+                # A camera JPEG with extra pictures (previews, stereo, depth): the first is the photo, and
+                # it is what the loader decodes.
+                row["format"], row["frames"] = "JPEG", 1
+                row["notes"] = [f"MPO: the primary JPEG image is used, {img.n_frames - 1} extra image(s) ignored"]
             w, h = img.size
             row["pixels"] = w * h
             if w * h > cfg.max_pixels:
@@ -134,7 +141,7 @@ def image_row(path: Path, file: str, cfg: ValidateConfig) -> dict:
                 return row
             oriented = decode_oriented(img, path)
             to_rgb(oriented, path)  # what the loader does: a file it cannot normalise is not valid
-            row["notes"] = _notes(path, img)
+            row["notes"] += _notes(path, img)
             w, h = oriented.size  # EXIF rotation swaps width and height
             row["width"], row["height"], row["min_side"] = w, h, min(w, h)
             row["decodes"] = True

@@ -550,8 +550,8 @@ def test_patch_extraction_holds_one_decoded_image_at_a_time(tmp_path, monkeypatc
     alive, peak = [0], [0]
     real = patches.load_rgb
 
-    def counted(path, max_pixels):
-        rgb = real(path, max_pixels)
+    def counted(path, max_pixels, **kw):
+        rgb = real(path, max_pixels, **kw)
         alive[0] += 1
         peak[0] = max(peak[0], alive[0])
         weakref.finalize(rgb, lambda: alive.__setitem__(0, alive[0] - 1))

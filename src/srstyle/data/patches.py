@@ -58,7 +58,7 @@ def _select(name: str, hr: np.ndarray, size: int, cfg: PatchesConfig, seed: int,
 
 def build_store(
     images: list[tuple[str, Path]], out_dir: Path, mode: str, scale: int, cfg: PatchesConfig, seed: int,
-    max_pixels: int, progress: bool = True, min_std: float = 0.0,
+    max_pixels: int, progress: bool = True, min_std: float = 0.0, formats: list[str] | None = None,
 ) -> dict:
     """Write one store atomically (temporary folder renamed into place); return its index.
 
@@ -67,9 +67,11 @@ def build_store(
     second decodes it again and writes its patches into the memory-mapped arrays.
     """
     size, lr_size = cfg.hr_size, cfg.hr_size // scale
+    # The formats validation opened the files with (validate.allowed_formats), else the loader's default.
+    decode_kw = {"formats": formats} if formats else {}
     positions = []
     for name, path in tqdm(images, desc=f"{out_dir.name} (sizing)", disable=not progress):
-        positions.append(_select(name, modcrop(load_rgb(path, max_pixels), scale), size, cfg, seed, min_std))
+        positions.append(_select(name, modcrop(load_rgb(path, max_pixels, **decode_kw), scale), size, cfg, seed, min_std))
     total = sum(len(p) for p in positions)
     if total == 0:
         raise ValueError(f"no {size}x{size} patch fits in any image for {out_dir.name}; lower patches.hr_size")
@@ -85,7 +87,7 @@ def build_store(
         for k, ((name, path), pos) in enumerate(tqdm(list(zip(images, positions)), desc=out_dir.name, disable=not progress)):
             if not len(pos):
                 continue
-            hr_rgb = modcrop(load_rgb(path, max_pixels), scale)
+            hr_rgb = modcrop(load_rgb(path, max_pixels, **decode_kw), scale)
             lr_rgb = downscale_rgb(hr_rgb, scale)
             hr, lr = _convert(hr_rgb, mode), _convert(lr_rgb, mode)
             for y, x in pos:
@@ -120,6 +122,7 @@ def build_store(
 def make_patches(
     validated_dir: Path | str, raw_dir: Path | str, out_dir: Path | str, cfg: PatchesConfig, seed: int,
     max_pixels: int, progress: bool = True, extra_stores: list[tuple[str, int]] = (),
+    formats: list[str] | None = None,
 ) -> dict:
     """Run the patches stage over the validated manifest; returns {store path: patch count}.
 
@@ -140,7 +143,7 @@ def make_patches(
         for mode, scale in stores:
             store = out_dir / split / store_name(mode, scale)
             min_std = cfg.min_std if split == "train" else 0.0
-            index = build_store(images, store, mode, scale, cfg, seed, max_pixels, progress, min_std)
+            index = build_store(images, store, mode, scale, cfg, seed, max_pixels, progress, min_std, formats)
             counts[f"{split}/{store.name}"] = index["count"]
     write_json(counts, out_dir / "summary.json")
     return counts

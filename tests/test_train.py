@@ -13,7 +13,8 @@ from tests.helpers import make_corpus
 def tiny_params(**train):
     return parse_params({
         "seed": 7,
-        "patches": {"scales": [3], "hr_size": 24, "stride": 12},
+        "patches": {"scales": [3], "modes": ["y"], "hr_size": 24, "stride": 12},
+        "runs": {"espcn_x3": {"model": "espcn", "scale": 3}},
         "train": {"steps": 12, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 4, "val_every": 4, "log_every": 2,
                   "lr_milestones": [8], "threads": 1, **train},
         "models": {"espcn": {"channels": [8, 4]}},

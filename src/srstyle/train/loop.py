@@ -345,21 +345,33 @@ def _restore(t: Trainer, state: Progress, ema: WeightAverage | None, ckpt: dict)
 
 
 def _budget_steps(t: Trainer, state: Progress, ema: WeightAverage | None, run_step, t_start: float) -> int:
-    """Measure the step rate on a few real steps, roll the state back, return the steps that fit."""
+    """Measure the step rate on a few real steps, roll the state back, return the steps that fit.
+
+    The probe steps are spread evenly over the nominal schedule, so a trainer whose phases cost differently
+    (SRGAN: cheap pixel-loss pre-training, then VGG + discriminator steps) is measured in proportion.
+    """
     cfg = t.cfg
     snapshot = copy.deepcopy(_capture(t, state, ema))
     probe = Plan(total=cfg.steps, nominal=cfg.steps)
-    warm = max(3, min(50, cfg.steps // 20))
-    run_step(0, probe)  # the first steps pay for allocations and kernel selection
-    t0 = time.perf_counter()
-    for i in range(1, warm):
+    warm = max(4, min(40, cfg.steps // 20))
+    at = [k * cfg.steps // warm for k in range(warm)]
+    phases_seen: set[int] = set()
+    elapsed = 0.0
+    for i in at:
+        phase = t.phase(i, probe)
+        if phase not in phases_seen:  # a phase's first step pays for allocations and kernel selection
+            phases_seen.add(phase)
+            run_step(i, probe)
+        t0 = time.perf_counter()
         run_step(i, probe)
-    per_step = (time.perf_counter() - t0) / (warm - 1)
+        elapsed += time.perf_counter() - t0
+    per_step = elapsed / warm
     per_val = 0.0
     if t.validate is not None and t.ctx.is_main:
         t1 = time.perf_counter()
         t.validate(ema.module if ema is not None else t.model)
         per_val = time.perf_counter() - t1
+        t.model.train()
     _restore(t, state, ema, snapshot)
     left = cfg.time_budget_s - (time.perf_counter() - t_start) - per_val  # the final validation
     steps = max(1, int(left / (per_step + per_val / cfg.val_every)))

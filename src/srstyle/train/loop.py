@@ -372,15 +372,23 @@ def _budget_steps(t: Trainer, state: Progress, ema: WeightAverage | None, run_st
         t.validate(ema.module if ema is not None else t.model)
         per_val = time.perf_counter() - t1
         t.model.train()
+    per_ckpt = 0.0
+    if t.ctx.is_main:  # checkpoints are fsynced: on a slow disk they cost as much as many steps
+        probe_file = t.out_dir / "checkpoints" / "budget_probe.pt"
+        t2 = time.perf_counter()
+        durable_save(_capture(t, state, ema), probe_file)
+        per_ckpt = time.perf_counter() - t2
+        probe_file.unlink()
     _restore(t, state, ema, snapshot)
-    left = cfg.time_budget_s - (time.perf_counter() - t_start) - per_val  # the final validation
-    steps = max(1, int(left / (per_step + per_val / cfg.val_every)))
+    left = cfg.time_budget_s - (time.perf_counter() - t_start) - per_val - per_ckpt  # the last ones
+    per_step_all = per_step + per_val / cfg.val_every + per_ckpt / cfg.checkpoint_every
+    steps = max(1, int(left / per_step_all))
     if t.ctx.enabled:  # every rank must run the same count: the slowest rank decides
         n = torch.tensor([steps], dtype=torch.int64)
         torch.distributed.all_reduce(n, op=torch.distributed.ReduceOp.MIN)
         steps = int(n)
-    log.info("%s: time budget %.0f s at %.1f ms/step -> %d steps (schedule compressed from %d)", t.name,
-             cfg.time_budget_s, per_step * 1e3, steps, cfg.steps)
+    log.info("%s: time budget %.0f s at %.1f ms/step (validation and checkpoints included) -> %d steps "
+             "(schedule compressed from %d)", t.name, cfg.time_budget_s, per_step_all * 1e3, steps, cfg.steps)
     return steps
 
 
@@ -504,7 +512,9 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
                 "final_loss": _round(last_row.get(t.loss_key, math.nan)),
                 f"best_{t.monitor}": _round(result.best_value), f"final_{t.monitor}": _round(result.final_value),
                 "best_step": result.best_step, "exported": result.exported, "loss_spikes": result.loss_spikes,
-                "items_per_s": _round(result.items_per_s)}, out_dir / "train_metrics.json")
+                "items_per_s": _round(result.items_per_s),
+                "seconds": _round(time.perf_counter() - t_start) if start == 0 else _round(result.seconds)},
+               out_dir / "train_metrics.json")
     if mlflow is not None:
         metrics = {"loss_spikes": result.loss_spikes, "train_items_per_s": result.items_per_s}
         if result.best_value is not None:

@@ -45,18 +45,20 @@ def srgan_trainer(params: Params, run_name: str, patches_dir: Path, out_dir: Pat
     device = select_device(cfg.device)
 
     seed_everything(params.seed)
-    generator = build_model(name, scale, **kwargs).to(device)
-    discriminator = SRGANDiscriminator(patch_size=train_store.index["hr_size"]).to(device)
+    cl = torch.channels_last  # faster convolutions on CPU and GPU (see train/sr.py)
+    generator = build_model(name, scale, **kwargs).to(device, memory_format=cl)
+    discriminator = SRGANDiscriminator(patch_size=train_store.index["hr_size"]).to(device, memory_format=cl)
     g_opt = make_optimizer(generator.parameters(), cfg)
     d_opt = make_optimizer(discriminator.parameters(), cfg.model_copy(update={"lr": cfg.discriminator_lr or cfg.lr}))
-    content = content_loss(cfg.content_loss, params.perceptual.weights, params.perceptual.allow_random_init).to(device)
+    content = content_loss(cfg.content_loss, params.perceptual.weights, params.perceptual.allow_random_init)
+    content = content.to(device, memory_format=cl)
 
     def pretrain_end(plan: Plan) -> int:
         return plan.scaled(cfg.pretrain_steps)
 
     def step(state: Progress, i: int, plan: Plan) -> dict[str, torch.Tensor]:
         lr, hr = train_store.batch(state.sampler.next_indices(), state.augment if cfg.augment else None)
-        lr, hr = lr.to(device), hr.to(device)
+        lr, hr = lr.to(device, memory_format=cl), hr.to(device, memory_format=cl)
         if i < pretrain_end(plan):
             loss = F.mse_loss(generator(lr), hr)
             g_opt.zero_grad(set_to_none=True)

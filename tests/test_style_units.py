@@ -214,3 +214,26 @@ def test_style_statistics_layout():
     stats = style_statistics(feats)
     assert stats.shape == (1, 1920)
     assert torch.allclose(stats[0, :64], feats["relu1_2"].flatten(2).mean(2)[0])
+
+
+def test_meta_style_resume_is_exact_in_the_shared_skeleton(tmp_path):
+    """The meta network runs in train/loop.fit like every trainer: interrupted + resumed == uninterrupted."""
+    from srstyle.config import parse_params
+    from srstyle.data.style_data import StylePaths, fetch_style_data
+    from srstyle.data.validate import validate
+    from srstyle.train.style import load_style_net, train_meta
+    from tests.helpers import TINY_STYLE
+
+    params = parse_params({"seed": 3, "style": TINY_STYLE})
+    paths = StylePaths(tmp_path)
+    fetch_style_data(params.style, paths, progress=False)
+    for kind in ("content", "styles"):
+        validate(paths.raw(kind), paths.validated(kind), paths.quarantine(kind), params.validate_, min_side=32)
+    train_meta(params, paths, tmp_path / "a", progress=False)
+    assert train_meta(params, paths, tmp_path / "b", progress=False, stop_after=2).steps == 2
+    train_meta(params, paths, tmp_path / "b", progress=False)
+    a, _ = load_style_net(tmp_path / "a" / "model.pt")
+    b, _ = load_style_net(tmp_path / "b" / "model.pt")
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert (tmp_path / "a" / "curve.csv").read_text() == (tmp_path / "b" / "curve.csv").read_text()

@@ -143,6 +143,9 @@ class TrainConfig(LoopConfig):
     momentum: float = Field(0.9, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     loss: Literal["mse", "l1"] = "mse"
+    # LR pixels at each patch side left out of the loss and of the validation PSNR: outputs there see the
+    # patch's zero padding instead of image context (the papers train on valid convolutions). 0 = all pixels.
+    loss_border: int = Field(0, ge=0)
     # Gradient clipping: 0 = off; by global norm, or VDSR's adjustable clipping to [-c/lr, c/lr].
     grad_clip: float = Field(0.0, ge=0)
     grad_clip_adjustable: bool = False
@@ -319,6 +322,7 @@ class FastStyleConfig(StyleTrainConfig):
     styles: list[str] = Field(default_factory=lambda: ["starry_night"])
     channels: int = Field(16, gt=0)         # TransformerNet width (the paper: 32; 16 for the CPU demo)
     residual_blocks: int = Field(5, gt=0)
+    upsample: Literal["nearest", "bilinear"] = "nearest"   # decoder resize before each conv
     loss: StyleLossConfig = StyleLossConfig()
 
 

@@ -163,6 +163,8 @@ def train_fast_style(params: Params, style: str, paths: StylePaths, out_dir: Pat
         raise KeyError(f"style.fast.styles lists {style!r}, which is not among the validated style images {sorted(styles)}")
     device = _setup(cfg, params.seed)
     kwargs = {"channels": cfg.channels, "residual_blocks": cfg.residual_blocks}
+    if cfg.upsample != "nearest":  # files of the default architecture keep loading in older versions
+        kwargs["upsample"] = cfg.upsample
     net = TransformerNet(**kwargs).to(device)
     loss = build_style_loss(cfg.loss, params.style.backbone).to(device)
     style_image = load_image(styles[style], cfg.style_size).to(device)

@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--seconds", nargs="+", type=float, help="time budgets instead of step multiples")
     parser.add_argument("--root", type=Path, default=Path("."))
     parser.add_argument("--png", type=Path, default=Path("bench_budget.png"))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (1 on a CPU shared with other jobs)")
     args = parser.parse_args()
 
     raw = yaml.safe_load((args.root / "params.yaml").read_text(encoding="utf-8"))
@@ -59,6 +60,8 @@ def main() -> None:
             base = parse_params(raw).run(run)
             for kind, amount in budgets:
                 over = {"time_budget_s": amount} if kind == "s" else {"steps": int(round(base.train.steps * amount))}
+                if args.threads:
+                    over["threads"] = args.threads
                 raw_run = {**raw, "runs": {**raw["runs"], run: {**raw["runs"][run], **over}}}
                 params = parse_params(raw_run)
                 out = Path(tmp) / f"{run}_{kind}{amount:g}"

@@ -184,3 +184,18 @@ def test_espcn_beats_bicubic_on_the_embedded_validation_photos(tmp_path):
     gain = float(np.mean([g["psnr"] - g["bicubic_psnr"] for g in gains]))
     print(f"ESPCN x3 after 600 steps: {gain:+.3f} dB over bicubic on {len(files)} validation photos")
     assert len(files) >= 3 and gain > 0.2
+
+
+def test_run_record_holds_no_machine_paths(patches, tmp_path, monkeypatch):
+    """mlflow_run.json is a DVC output: ids and a logical store, the same in every clone."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    import mlflow
+
+    result = train_sr(tiny_params(steps=2), "espcn_x3", patches, tmp_path / "m", tracking_root=tmp_path, progress=False)
+    text = (tmp_path / "m" / "mlflow_run.json").read_text()
+    record = json.loads(text)
+    assert record["run_id"] == result.run_id and record["tracking_uri"] == "project:mlruns.db"
+    assert str(tmp_path) not in text and "/" not in record["tracking_uri"]
+    run = mlflow.get_run(result.run_id)
+    assert run.data.tags["srstyle.exported_checkpoint"] == "best" and "loss_spikes" in run.data.metrics
+    mlflow.set_tracking_uri(None)

@@ -272,17 +272,17 @@ def _unwrapped_state(module: nn.Module) -> dict[str, Tensor]:
 # --- MLflow ----------------------------------------------------------------------------------------------
 
 
-def run_record(run_id: str, experiment_id: str, cfg: TrackingConfig) -> dict:
+def run_record(run_id: str, experiment_id: str, cfg: TrackingConfig, uri: str) -> dict:
     """What ``mlflow_run.json`` holds: ids and a logical store reference, never a path of this machine
-    (the file is a DVC output and must be the same in every clone)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    (the file is a DVC output and must be the same in every clone). ``uri``: MLFLOW_TRACKING_URI as the
+    user set it (read before MLflow sets it itself), or empty."""
     if uri.startswith(("http://", "https://")):
         store = uri  # a team server's address is the same from every machine
     elif uri:
-        store = "env:MLFLOW_TRACKING_URI"
+        store = "env:MLFLOW_TRACKING_URI"  # a local file/database URI names this machine's paths
     else:
         store = f"project:{cfg.store}"  # tracking.store, relative to the project root
-    return {"run_id": run_id, "experiment_id": experiment_id, "experiment": cfg.experiment, "store": store}
+    return {"run_id": run_id, "experiment_id": experiment_id, "experiment": cfg.experiment, "tracking_uri": store}
 
 
 def start_mlflow_run(cfg: TrackingConfig, root: Path, out_dir: Path, run_name: str, run_id: str | None,
@@ -292,15 +292,21 @@ def start_mlflow_run(cfg: TrackingConfig, root: Path, out_dir: Path, run_name: s
 
     from ..tracking import setup
 
+    user_uri = os.environ.get("MLFLOW_TRACKING_URI", "")  # before setup(): MLflow exports the URI it is given
     experiment_id = setup(cfg, root)
+    run = None
     if run_id:
-        run = mlflow.start_run(run_id=run_id, log_system_metrics=True)
-    else:
+        try:
+            run = mlflow.start_run(run_id=run_id, log_system_metrics=True)
+        except Exception as exc:  # noqa: BLE001 - the store was moved or reset: log to a new run
+            log.warning("MLflow run %s of the checkpoint is not in this store (%s); starting a new run", run_id, exc)
+            first = True
+    if run is None:
         run = mlflow.start_run(run_name=run_name, log_system_metrics=True)
     if first:
         mlflow.log_params(params)
         mlflow.set_tags(tags)
-    write_json(run_record(run.info.run_id, experiment_id, cfg), out_dir / "mlflow_run.json")
+    write_json(run_record(run.info.run_id, experiment_id, cfg, user_uri), out_dir / "mlflow_run.json")
     return run.info.run_id
 
 
@@ -353,7 +359,7 @@ def _budget_steps(t: Trainer, state: Progress, ema: WeightAverage | None, run_st
     cfg = t.cfg
     snapshot = copy.deepcopy(_capture(t, state, ema))
     probe = Plan(total=cfg.steps, nominal=cfg.steps)
-    warm = max(4, min(40, cfg.steps // 20))
+    warm = max(4, min(20, cfg.steps // 20))
     at = [k * cfg.steps // warm for k in range(warm)]
     phases_seen: set[int] = set()
     elapsed = 0.0
@@ -490,7 +496,7 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
         best_value=state.best["value"], final_value=val_rows[-1][t.monitor] if val_rows else None,
         exported="best" if best_state is not None else ("ema" if ema is not None else "last"),
         loss_spikes=int(state.spikes["count"]),
-        items_per_s=(end - start) * cfg.batch_size / seconds if seconds > 0 and end > start else 0.0,
+        items_per_s=end * cfg.batch_size / seconds if seconds > 0 else 0.0,  # over every session
         seconds=seconds, run_id=state.run_id, loss_key=t.loss_key,
     )
     if not result.finished or not ctx.is_main:

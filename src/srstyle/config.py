@@ -143,9 +143,6 @@ class TrainConfig(LoopConfig):
     momentum: float = Field(0.9, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     loss: Literal["mse", "l1"] = "mse"
-    # LR pixels at each patch side left out of the loss and of the validation PSNR: outputs there see the
-    # patch's zero padding instead of image context (the papers train on valid convolutions). 0 = all pixels.
-    loss_border: int = Field(0, ge=0)
     # Gradient clipping: 0 = off; by global norm, or VDSR's adjustable clipping to [-c/lr, c/lr].
     grad_clip: float = Field(0.0, ge=0)
     grad_clip_adjustable: bool = False

@@ -60,13 +60,11 @@ def _luma01(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validation_psnr(model: nn.Module, store: PatchStore, device: torch.device, batch_size: int = 64,
-                    border: int = 0) -> float:
-    """PSNR on Y over the whole validation store, ``scale`` (or ``border`` LR pixels x scale, if larger)
-    pixels shaved, outputs clamped to [0, 1]."""
+def validation_psnr(model: nn.Module, store: PatchStore, device: torch.device, batch_size: int = 64) -> float:
+    """PSNR on Y over the whole validation store, ``scale`` pixels shaved, outputs clamped to [0, 1]."""
     model.eval()
     info = model_info(model.registry_name)
-    s = max(store.scale, border * store.scale)
+    s = store.scale
     se, n = 0.0, 0
     for lr, hr in store.iter_batches(batch_size):
         sr = model(model_input(lr.to(device), info["input_kind"], s)).clamp_(0, 1).cpu()
@@ -85,15 +83,14 @@ def open_stores(patches_dir: Path, color: str, scale: int) -> tuple[PatchStore, 
         raise FileNotFoundError(f"{exc}. The patches stage builds the {name} stores for every run in params.yaml `runs`") from None
 
 
-def compute_loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss_fn, border: int = 0) -> torch.Tensor:
-    """The model's own training loss when it has one (DRCN's recursive supervision), else loss_fn; ``border``
-    HR pixels on each side left out (outputs there see the zero padding of the patch, not image context)."""
+def compute_loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss_fn) -> torch.Tensor:
+    """The model's own training loss when it has one (DRCN's recursive supervision), else loss_fn.
+
+    Every output pixel counts, the patch borders too: leaving them out (valid-region loss) measured -0.48 dB
+    against bicubic on the validation photos (+0.63 with them), the image borders then being untrained."""
     if hasattr(model, "training_loss"):
         return model.training_loss(x, target, loss_fn)
-    out = model(x)
-    if border:
-        out, target = out[..., border:-border, border:-border], target[..., border:-border, border:-border]
-    return loss_fn(out, target)
+    return loss_fn(model(x), target)
 
 
 def train_sr(
@@ -181,8 +178,7 @@ def supervised_trainer(params: Params, run_name: str, patches_dir: Path, out_dir
     model = build_model(name, scale, **kwargs).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model.parameters(), cfg)
     loss_fn = LOSSES[cfg.loss]
-    border = cfg.loss_border * scale
-    step_loss = wrap_loss(model, lambda m, x, y: compute_loss(m, x, y, loss_fn, border), ctx)
+    step_loss = wrap_loss(model, lambda m, x, y: compute_loss(m, x, y, loss_fn), ctx)
 
     def step(state: Progress, i: int, plan: Plan) -> dict[str, torch.Tensor]:
         indices = state.sampler.next_indices()  # the global batch, drawn identically on every rank
@@ -202,7 +198,7 @@ def supervised_trainer(params: Params, run_name: str, patches_dir: Path, out_dir
         name=run_name, out_dir=out_dir, cfg=cfg, seed=params.seed, n_items=len(train_store), model=model,
         optimizers={"model": optimizer}, step=step, save_model=sr_model_writer(name, scale, kwargs),
         fingerprint=sr_fingerprint(cfg, kwargs, params.seed, train_store, val_store),
-        validate=lambda m: {"val_psnr": validation_psnr(m, val_store, device, border=cfg.loss_border)},
+        validate=lambda m: {"val_psnr": validation_psnr(m, val_store, device)},
         mlflow_params=sr_logged_params(run_cfg, params, kwargs, device, train_store, val_store, world_size=ctx.world_size),
         mlflow_tags={"task": "super-resolution", "srstyle.run": run_name},
         log_final=sr_final_logger(val_store, name, scale), ctx=ctx,

@@ -237,3 +237,13 @@ def test_meta_style_resume_is_exact_in_the_shared_skeleton(tmp_path):
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
     assert (tmp_path / "a" / "curve.csv").read_text() == (tmp_path / "b" / "curve.csv").read_text()
+
+
+def test_transformer_net_resampling_options_keep_the_size():
+    from srstyle.models.style.transformer_net import TransformerNet
+
+    x = torch.rand(1, 3, 37, 50)
+    for kwargs in ({}, {"upsample": "bilinear"}, {"downsample": "avgpool"}, {"upsample": "bilinear", "downsample": "avgpool"}):
+        assert TransformerNet(channels=4, residual_blocks=1, **kwargs)(x).shape == x.shape
+    with pytest.raises(ValueError, match="upsample"):
+        TransformerNet(upsample="bicubic")

@@ -320,6 +320,7 @@ class FastStyleConfig(StyleTrainConfig):
     channels: int = Field(16, gt=0)         # TransformerNet width (the paper: 32; 16 for the CPU demo)
     residual_blocks: int = Field(5, gt=0)
     upsample: Literal["nearest", "bilinear"] = "nearest"   # decoder resize before each conv
+    downsample: Literal["stride", "avgpool"] = "stride"    # encoder: stride-2 convs or 2x2 average pool + conv
     loss: StyleLossConfig = StyleLossConfig()
 
 

@@ -165,6 +165,8 @@ def train_fast_style(params: Params, style: str, paths: StylePaths, out_dir: Pat
     kwargs = {"channels": cfg.channels, "residual_blocks": cfg.residual_blocks}
     if cfg.upsample != "nearest":  # files of the default architecture keep loading in older versions
         kwargs["upsample"] = cfg.upsample
+    if cfg.downsample != "stride":
+        kwargs["downsample"] = cfg.downsample
     net = TransformerNet(**kwargs).to(device)
     loss = build_style_loss(cfg.loss, params.style.backbone).to(device)
     style_image = load_image(styles[style], cfg.style_size).to(device)

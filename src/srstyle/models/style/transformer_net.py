@@ -26,8 +26,11 @@ from . import STYLE_NETS
 
 class ConvLayer(nn.Sequential):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: int = 1,
-                 norm: bool = True, relu: bool = True, mode: str = "nearest"):
+                 norm: bool = True, relu: bool = True, mode: str = "nearest", pool: bool = False):
         layers: list[nn.Module] = []
+        if pool and stride > 1:  # average-pool then a stride-1 conv: every input pixel weighs the same
+            layers.append(nn.AvgPool2d(stride))
+            stride = 1
         if upsample > 1:
             layers.append(nn.Upsample(scale_factor=upsample, mode=mode,
                                       align_corners=False if mode == "bilinear" else None))
@@ -54,12 +57,16 @@ class ResidualBlock(nn.Module):
 class TransformerNet(nn.Module):
     input_kind, color = "content", "rgb"
 
-    def __init__(self, channels: int = 32, residual_blocks: int = 5, upsample: str = "nearest"):
+    def __init__(self, channels: int = 32, residual_blocks: int = 5, upsample: str = "nearest",
+                 downsample: str = "stride"):
         super().__init__()
         if upsample not in ("nearest", "bilinear"):
             raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
-        c = channels
-        self.encoder = nn.Sequential(ConvLayer(3, c, 9), ConvLayer(c, 2 * c, 3, stride=2), ConvLayer(2 * c, 4 * c, 3, stride=2))
+        if downsample not in ("stride", "avgpool"):
+            raise ValueError(f"downsample must be 'stride' or 'avgpool', got {downsample!r}")
+        c, pool = channels, downsample == "avgpool"
+        self.encoder = nn.Sequential(ConvLayer(3, c, 9), ConvLayer(c, 2 * c, 3, stride=2, pool=pool),
+                                     ConvLayer(2 * c, 4 * c, 3, stride=2, pool=pool))
         self.residuals = nn.Sequential(*[ResidualBlock(4 * c) for _ in range(residual_blocks)])
         self.decoder = nn.Sequential(
             ConvLayer(4 * c, 2 * c, 3, upsample=2, mode=upsample), ConvLayer(2 * c, c, 3, upsample=2, mode=upsample),

@@ -366,7 +366,9 @@ class StyleConfig(_Strict):
     # grey ones included (more variety for the 2-core demo's training).
     content: DataConfig = DataConfig()
     styles: StyleSetConfig = StyleSetConfig()
-    backbone: BackboneConfig = BackboneConfig()
+    # Average pooling in the loss network (as Gatys et al. recommend for synthesis): with max pooling the
+    # demo's fast net learned a 4-pixel grid texture at its 150-step budget (grid score 1.03 -> 0.42).
+    backbone: BackboneConfig = BackboneConfig(pooling="avg")
     fast: FastStyleConfig = FastStyleConfig()
     meta: MetaStyleConfig = MetaStyleConfig()
     gatys: GatysConfig = GatysConfig()

@@ -142,3 +142,11 @@ def test_edsr_bicubic_residual_starts_at_bicubic():
     assert torch.allclose(model(x), F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False))
     with pytest.raises(ValueError, match="residual"):
         build_model("edsr", 4, residual="nearest")
+
+
+def test_srresnet_bicubic_residual_starts_at_bicubic():
+    import torch.nn.functional as F
+
+    model = build_model("srgan", 4, blocks=1, channels=8, residual="bicubic").eval()
+    x = torch.rand(1, 3, 12, 10)
+    assert torch.allclose(model(x), F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False))

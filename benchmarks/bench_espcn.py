@@ -65,8 +65,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--train-steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--store", type=Path, default=Path("data/patches"), help="patch folder (the training-loop rate); '' to skip")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     h, w, scale = 360, 640, 3
@@ -93,8 +96,7 @@ def main() -> None:
     batch = args.batch
     train_flops = 3 * espcn_flops(model, 32, 32) * batch
     rates = {}
-    for fmt in ("contiguous", "channels_last"):
-        memory_format = getattr(torch, f"{fmt}_format")
+    for fmt, memory_format in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
         train_model = build_model("espcn", scale).train().to(memory_format=memory_format)
         opt = torch.optim.Adam(train_model.parameters(), lr=1e-3)
         lr_b = torch.rand(batch, 1, 32, 32).contiguous(memory_format=memory_format)

@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from srstyle.config import MAX_IMAGE_PIXELS, Params, load_params

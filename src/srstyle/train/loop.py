@@ -30,7 +30,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -563,4 +563,4 @@ def _watch_spikes(t: Trainer, state: Progress, row: dict, phase: int) -> None:
 
 __all__ = ["FitResult", "Plan", "Progress", "Trainer", "clip_gradients", "durable_save", "fingerprint", "fit",
            "load_checkpoint", "lr_factor", "make_optimizer", "save_checkpoint", "seed_everything", "select_device",
-           "write_curve", "asdict"]
+           "write_curve"]

@@ -171,7 +171,7 @@ def test_espcn_beats_bicubic_on_the_embedded_validation_photos(tmp_path):
     from srstyle.io import load_rgb, read_json
 
     params = parse_params({"runs": {"espcn_x3": {"model": "espcn", "scale": 3}}, "patches": {"scales": [3], "modes": ["y"]},
-                           "train": {"steps": 600, "val_every": 200, "checkpoint_every": 600, "threads": 2},
+                           "train": {"steps": 2000, "val_every": 500, "checkpoint_every": 2000, "threads": 1},
                            "recipes": {"espcn": {"lr": 0.003}}})
     raw, validated = tmp_path / "raw", tmp_path / "validated"
     fetch(params.data, raw, tmp_path / "downloads")
@@ -182,8 +182,8 @@ def test_espcn_beats_bicubic_on_the_embedded_validation_photos(tmp_path):
     files = [m["file"] for m in read_json(validated / "manifest.json") if m["split"] == "val"]
     gains = [evaluate_image(model, load_rgb(raw / f, 10**8)) for f in files]
     gain = float(np.mean([g["psnr"] - g["bicubic_psnr"] for g in gains]))
-    print(f"ESPCN x3 after 600 steps: {gain:+.3f} dB over bicubic on {len(files)} validation photos")
-    assert len(files) >= 3 and gain > 0.2
+    print(f"ESPCN x3 after 2000 steps: {gain:+.3f} dB over bicubic on {len(files)} validation photos")
+    assert len(files) >= 3 and gain > 0.2  # measured: +0.60 dB at 2452 steps, -0.17 at 579 (bench_budget)
 
 
 def test_run_record_holds_no_machine_paths(patches, tmp_path, monkeypatch):

@@ -460,7 +460,8 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
     for step in bar:
         state.accumulate(run_step(step, plan))
         done = step + 1
-        if done % cfg.log_every == 0 or done == plan.total:
+        phase_ends = done < plan.total and t.phase(done, plan) != t.phase(step, plan)  # no row mixes phases
+        if done % cfg.log_every == 0 or done == plan.total or phase_ends:
             sums, count = state.pop_sums()
             if ctx.enabled:  # the global batch's mean loss: sum the ranks' sums
                 keys = sorted(sums)

@@ -15,7 +15,7 @@ from srstyle.models.style.metanet import META_TAPS, MetaNet, style_statistics
 from srstyle.models.style.transformer_net import TransformerNet
 from srstyle.predict import MetaStylePredictor, ModelLoadError, StylePredictor
 from srstyle.stylize import keep_content_colour
-from srstyle.train.gatys import resize_to
+from srstyle.models.style.gatys import resize_to
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def trained(tmp_path_factory):
     """A paper-sized ESPCN x3 trained 150 steps on the real train patches (trained weights, not random)."""
     root = tmp_path_factory.mktemp("quant")
     raw, validated = _real_corpus(root)
-    params = parse_params({"patches": {"scales": [3], "hr_size": 48, "stride": 24}})
+    params = parse_params({"patches": {"scales": [3], "modes": ["y"], "hr_size": 48, "stride": 24, "min_std": 0.0}})
     make_patches(validated, raw, root / "patches", params.patches, 0, 10**7, progress=False)
     lr = torch.from_numpy(np.load(root / "patches/train/y_x3/lr.npy").astype(np.float32) / 255)[:, None]
     hr = torch.from_numpy(np.load(root / "patches/train/y_x3/hr.npy").astype(np.float32) / 255)[:, None]

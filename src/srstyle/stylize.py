@@ -96,7 +96,7 @@ class Stylizer:
     def weights_for(self, style: Tensor) -> Tensor:
         """Meta network: the generated transformer weights for one style image (1, 3, H, W)."""
         from .models.style.metanet import style_statistics
-        from .train.gatys import resize_to
+        from .models.style.gatys import resize_to
 
         feats = self.backbone(resize_to(style.to(self.device), self.style_size))
         return self.net(style_statistics(feats))[0]
@@ -107,7 +107,7 @@ class Stylizer:
         if self.method == "gatys":
             if style is None:
                 raise ValueError("gatys needs a style image")
-            from .train.gatys import gatys_transfer
+            from .models.style.gatys import gatys_transfer
 
             c, s = luminance_inputs(content, style.to(self.device)) if preserve_color else (content, style)
             sizes = sizes or [max(content.shape[-2:])] * len(iterations or self.gatys_cfg.iterations)

@@ -140,10 +140,12 @@ def wait_ready(url: str, timeout: float = 120) -> None:
     import httpx
 
     deadline = time.time() + timeout
+    streak = 0  # every worker process loads its models: several answers in a row, on fresh connections
     while time.time() < deadline:
-        if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+        streak = streak + 1 if httpx.get(f"{url}/readyz", timeout=5).status_code == 200 else 0
+        if streak >= 10:
             return
-        time.sleep(0.3)
+        time.sleep(0.1 if streak else 0.3)
     raise TimeoutError(f"{url} not ready within {timeout} s")
 
 

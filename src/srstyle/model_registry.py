@@ -196,7 +196,8 @@ def register_onnx(name: str, run_id: str, onnx_file: Path, metrics: dict[str, fl
     with mlflow.start_run(run_id=run_id):
         info = mlflow.onnx.log_model(proto, name=MODEL_NAME, signature=signature, input_example=example,
                                      extra_files=[str(p) for p in extra_files if Path(p).is_file()] or None,
-                                     pip_requirements=["onnxruntime", "numpy"], metadata={"onnx_sha256": sha})
+                                     pip_requirements=["onnxruntime", "numpy"], metadata={"onnx_sha256": sha},
+                                     save_as_external_data=False)  # one self-contained file, copied as is
     version_tags = {SOURCE_RUN_TAG: run_id, SHA_TAG: sha, **tags, **{f"metric.{k}": str(v) for k, v in metrics.items()}}
     return mlflow.register_model(info.model_uri, name, tags=version_tags)
 
@@ -393,6 +394,16 @@ def champion_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+def _check_readable(path: Path, what: str) -> None:
+    import onnx
+
+    try:
+        onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+        raise RegistryError(f"{what}: {path.name} is not a readable ONNX file ({type(exc).__name__}); re-register "
+                            "a good version and promote it, or remove the alias, before packaging") from None
+
+
 def export_champions(out_dir, tracking_cfg, root) -> list[str]:
     """Copy the ONNX files of every served champion into ``out_dir`` (what `make package` bundles):
     ``sr-x3.onnx`` (+ ``sr-x3.int8.onnx``), ``style-<name>.onnx``, ``style-meta.onnx`` + ``style-meta.transformer.onnx``,
@@ -416,13 +427,16 @@ def export_champions(out_dir, tracking_cfg, root) -> list[str]:
                 log.warning("%s has no champion to package: %s", name, exc)
                 continue
             files = champion_files(local)
+            for path in files.values():
+                _check_readable(path, f"{name}@{CHAMPION} (v{mv.version})")
             shutil.copyfile(files.pop("main"), out_dir / f"{name}.onnx")
             written.append(str(out_dir / f"{name}.onnx"))
             for fname, path in files.items():
-                suffix = INT8_SUFFIX if fname.endswith(INT8_SUFFIX) else f".{Path(fname).stem}.onnx"
+                suffix = (INT8_SUFFIX if fname.endswith(INT8_SUFFIX) else
+                          ".transformer.onnx" if fname.endswith("transformer.onnx") else f".{Path(fname).stem}.onnx")
                 shutil.copyfile(path, out_dir / f"{name}{suffix}")
                 written.append(str(out_dir / f"{name}{suffix}"))
-            catalog[name] = {"version": mv.version, "metrics": {k[7:]: v for k, v in mv.tags.items() if k.startswith("metric.")}}
+            catalog[name] = {"version": str(mv.version), "metrics": {k[7:]: v for k, v in mv.tags.items() if k.startswith("metric.")}}
     with atomic_write(out_dir / "catalog.json") as f:
         json.dump(catalog, f, indent=2)
     return written

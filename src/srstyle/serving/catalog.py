@@ -178,7 +178,7 @@ def _from_registry(engine, precision: str) -> Catalog:
                 main = files["main"]
                 int8 = next((p for n, p in files.items() if n.endswith(INT8_SUFFIX)), None)
                 served = load_file(main, engine, name=name, precision=precision, int8_path=int8,
-                                   transformer=files.get("transformer.onnx"))
+                                   transformer=next((p for n, p in files.items() if n.endswith("transformer.onnx")), None))
             except Exception as exc:  # noqa: BLE001 - one bad version must not take the service down
                 catalog.errors.append(f"{name}@champion: {exc}")
                 continue

@@ -100,6 +100,7 @@ def decode(data: bytes) -> np.ndarray:
 
 
 def serve_env(tmp: Path, model_dir: Path | None, params: str = "", extra: dict | None = None) -> dict:
+    tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "params.yaml").write_text(params or "serving:\n  max_pixels: 250000\n  max_request_bytes: 2000000\n  tile: 64\n")
     env = {**os.environ, "BENTOML_HOME": str(tmp / "bentoml"), "SRSTYLE_PARAMS": str(tmp / "params.yaml"),
            "SRSTYLE_ROOT": str(tmp), "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO / "src"),

@@ -16,15 +16,22 @@ from tests.service_helpers import STYLE, encode, export_models, serve, wait_read
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
-def _group(pgid: int) -> list[int]:
-    pids = []
+def _group(root: int) -> list[int]:
+    """``root`` and all its descendants (bentoml's arbiter and the worker processes it spawns)."""
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.getpgid(int(entry)) == pgid:
-                    pids.append(int(entry))
-            except ProcessLookupError:
-                pass
+                stat = open(f"/proc/{entry}/stat").read()
+            except FileNotFoundError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo.extend(children.get(pid, []))
     return pids
 
 
@@ -63,6 +70,7 @@ def test_thousand_requests_at_concurrency_16_leave_nothing_behind(tmp_path):
         seconds = time.perf_counter() - t0
         time.sleep(2)
         after = _usage(s.proc.pid, tmp)
+        assert len(_group(s.proc.pid)) >= 3  # the arbiter and two workers are measured
         print(f"1000 requests in {seconds:.1f} s ({1000 / seconds:.1f}/s); before {before}; after {after}")
         assert codes.count(200) == 1000, {c: codes.count(c) for c in set(codes)}
         assert abs(after["fds"] - before["fds"]) <= 5, (before, after)

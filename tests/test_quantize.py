@@ -86,15 +86,31 @@ def test_int8_output_close_to_fp32_on_real_images(trained):
         assert output_psnr(ref, got) >= 40.0
 
 
-def test_u8s8_without_reduce_range_is_measurably_worse_or_equal(trained, tmp_path):
-    """The reason reduce_range is on: on CPUs without VNNI, u8s8 kernels can saturate (never better)."""
+def _vnni() -> bool:
+    from pathlib import Path
+
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").is_file() else set()
+    return bool(flags & {"avx512_vnni", "avx_vnni"})
+
+
+def test_reduce_range_trade_off_matches_the_cpu(trained, tmp_path):
+    """Why reduce_range (7-bit weights) is the default: on AVX2 CPUs without VNNI, onnxruntime's u8s8 kernels
+    accumulate pairs in int16 and full-range weights can saturate; 7-bit weights never do. With VNNI
+    (int32 accumulation) nothing saturates and 8-bit weights are the finer grid. Agreement with fp32 in dB on
+    both validation photos; the tolerance is 0.05 dB, not the 1 dB this test used to allow."""
     root, raw, _, fp32 = trained
     patches = calibration_patches(root / "patches/train/y_x3", 256)
-    good = OrtEngine(quantize_sr_onnx(fp32, patches, Int8Config(), tmp_path / "a.int8.onnx"))
-    full = OrtEngine(quantize_sr_onnx(fp32, patches, Int8Config(reduce_range=False), tmp_path / "b.int8.onnx"))
+    seven = OrtEngine(quantize_sr_onnx(fp32, patches, Int8Config(), tmp_path / "a.int8.onnx"))
+    eight = OrtEngine(quantize_sr_onnx(fp32, patches, Int8Config(reduce_range=False), tmp_path / "b.int8.onnx"))
     ref = OrtEngine(fp32)
-    x = _val_y(raw)[0]
-    assert output_psnr(ref.run(x), good.run(x)) >= output_psnr(ref.run(x), full.run(x)) - 1.0
+    xs = _val_y(raw)
+    a = float(np.mean([output_psnr(ref.run(x), seven.run(x)) for x in xs]))
+    b = float(np.mean([output_psnr(ref.run(x), eight.run(x)) for x in xs]))
+    assert a >= 40.0  # the default is faithful on every CPU
+    if _vnni():
+        assert b >= a - 0.05, (a, b)  # no saturation here: full-range weights lose nothing
+    else:
+        assert a >= b - 0.05, (a, b)  # the reason for the default: 7-bit weights never lose
 
 
 def test_export_int8_writes_both_precisions_metrics(trained):

@@ -19,7 +19,7 @@ from srstyle.io import load_rgb
 from srstyle.models.backbones import build_backbone
 from srstyle.models.style.metanet import META_TAPS, MetaNet
 from srstyle.models.style.transformer_net import TransformerNet
-from srstyle.stylize import rgb_to_ycbcr
+from srstyle.stylize import tensor_rgb_to_ycbcr_full as rgb_to_ycbcr
 from srstyle.train.style import load_style_net, train_fast_style, train_meta
 from tests.helpers import TINY_STYLE
 

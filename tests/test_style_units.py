@@ -17,7 +17,8 @@ from srstyle.models.backbones import (BackboneWeightsError, RobustResNet50Featur
                                       vgg_layer_names)
 from srstyle.models.style.metanet import MetaNet, style_statistics
 from srstyle.models.style.transformer_net import TransformerNet
-from srstyle.stylize import keep_content_colour, luminance_inputs, rgb_to_ycbcr, ycbcr_to_rgb
+from srstyle.stylize import keep_content_colour, luminance_inputs
+from srstyle.stylize import tensor_rgb_to_ycbcr_full as rgb_to_ycbcr, tensor_ycbcr_full_to_rgb as ycbcr_to_rgb
 from srstyle.train.gatys import gatys_transfer, max_increase
 from srstyle.train.style import build_style_loss
 from tests.http_server import FileServer

@@ -182,6 +182,8 @@ class Int8Config(_Strict):
     # model input and output quantised with scale 1/255 (exact for 8-bit pixels) instead of calibrated ranges
     pixel_grid: bool = True
     max_psnr_drop_db: float = Field(0.1, ge=0)   # target: int8 PSNR at most this far below fp32 (warned)
+    # convolutions kept in float: none | first (the input stays float) | last (the output) | first_last
+    float_convs: Literal["none", "first", "last", "first_last"] = "none"
 
 
 class ExportConfig(_Strict):

@@ -50,6 +50,8 @@ def _looks_like(head: bytes) -> str:
     for magic, what in _SIGNATURES:
         if head.startswith(magic):
             return what
+    if head[:1] == b"P" and head[1:2] in b"1234567" and head[2:3] in (b" ", b"\t", b"\r", b"\n"):
+        return "a PNM (PBM/PGM/PPM) image"
     if len(head) >= 12 and head[4:8] == b"ftyp":
         return "an ISO media file (HEIC/AVIF/MP4)"
     text = head.lstrip().lower()

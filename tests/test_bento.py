@@ -35,7 +35,7 @@ def test_built_bento_runs_in_a_fresh_venv(tmp_path):
 
     proj = tmp_path / "proj"
     proj.mkdir()
-    for item in ("bentofile.yaml", "params.yaml", "constraints.txt"):
+    for item in ("bentofile.yaml", "bento_service.py", "params.yaml", "constraints.txt"):
         shutil.copy(REPO / item, proj / item)
     shutil.copytree(REPO / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__"))
     models = export_models(tmp_path / "models")

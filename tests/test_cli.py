@@ -57,6 +57,10 @@ def _project_with_champion(root, monkeypatch):
 
 
 def test_models_alias_uses_the_project_store_and_leaves_no_mlflow_db(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    start = Path.cwd()
+    had_db = (start / "mlflow.db").exists()
     root = tmp_path / "project"
     root.mkdir()
     onnx_file = _project_with_champion(root, monkeypatch)
@@ -86,6 +90,7 @@ def test_models_alias_uses_the_project_store_and_leaves_no_mlflow_db(tmp_path, m
     with pytest.raises(SystemExit, match="no MLflow store at"):
         main(["upscale", str(src), str(elsewhere / "c.png"), "--model", "models:/sr-x3@champion"])
     assert not list(elsewhere.glob("*.db"))
+    assert (start / "mlflow.db").exists() == had_db  # MLflow's default store was never opened
 
 
 def test_stylize_image_with_an_onnx_model_is_the_core_output(fast_onnx, tmp_path, capsys):

@@ -166,3 +166,26 @@ def test_pixel_grid_represents_8bit_input_exactly(trained, tmp_path):
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     q_in = next(n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == proto.graph.input[0].name)
     assert float(inits[q_in.input[1]]) == pytest.approx(1 / 255) and int(inits[q_in.input[2]]) == 0
+
+
+def test_float_end_convs_trade_a_little_speed_for_accuracy(trained, tmp_path):
+    """export.int8.float_convs=first_last keeps the first and last convolutions in float: onnxruntime then
+    runs only the middle one as QLinearConv, and the output agrees with fp32 better than the default's."""
+    import onnxruntime as ort
+
+    from srstyle.engine import session_options
+
+    root, raw, _, fp32 = trained
+    patches = calibration_patches(root / "patches/train/y_x3", 256)
+    both = quantize_sr_onnx(fp32, patches, Int8Config(float_convs="first_last"), tmp_path / "fl.int8.onnx")
+    default = quantize_sr_onnx(fp32, patches, Int8Config(), tmp_path / "d.int8.onnx")
+    opts = session_options(EngineConfig())
+    opts.optimized_model_filepath = str(tmp_path / "fl.opt.onnx")
+    ort.InferenceSession(str(both), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    assert ops.count("QLinearConv") == 1 and sum(op in ("Conv", "FusedConv") for op in ops) == 2, ops
+    meta = {p.key: p.value for p in onnx.load(str(both)).metadata_props}
+    assert "float convs: first_last" in meta["quantization"]
+    ref, a, b = OrtEngine(fp32), OrtEngine(both), OrtEngine(default)
+    xs = _val_y(raw)
+    assert np.mean([output_psnr(ref.run(x), a.run(x)) for x in xs]) > np.mean([output_psnr(ref.run(x), b.run(x)) for x in xs])

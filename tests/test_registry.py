@@ -112,3 +112,32 @@ def test_champion_model_loads_through_the_alias(store):
     promote("sr-x3", mv.version, "psnr", margin=0.05)
     model = load_sr_model("models:/sr-x3@champion")
     assert model.scale == 3
+
+
+def test_promote_style_registers_each_fast_style_lower_ratio_wins(store, tmp_path):
+    """The promote_style stage on the layout the style stages leave: style-<name>, champion by the lower ratio."""
+    import json
+
+    from srstyle.config import Params
+    from srstyle.data.style_data import StylePaths
+    from srstyle.export.style_onnx import export_fast
+    from srstyle.model_registry import promote_style
+    from tests.service_helpers import style_net
+
+    paths = StylePaths(tmp_path / "proj")
+    style = Params().style.fast.styles[0]
+    paths.onnx_dir.mkdir(parents=True)
+    export_fast(style_net(), paths.onnx_dir / f"fast_{style}.onnx", atol=2e-3, metadata={"style": style})
+    paths.fast_model_dir(style).mkdir(parents=True)
+    paths.eval_dir.mkdir(parents=True)
+    metric = f"fast_{style}_style_loss_ratio_to_untrained"
+    client = mlflow.MlflowClient()
+    for ratio, expected in ((0.40, "first champion"), (0.45, "kept champion"), (0.20, "promoted")):
+        run_id, _ = store()
+        (paths.fast_model_dir(style) / "mlflow_run.json").write_text(json.dumps({"run_id": run_id}))
+        (paths.eval_dir / "metrics.json").write_text(json.dumps({metric: ratio}))
+        decisions = promote_style(Params(), paths, tmp_path / "proj")
+        assert decisions[f"style-{style}"]["outcome"] == expected, decisions
+    champion = client.get_model_version_by_alias(f"style-{style}", CHAMPION)
+    assert float(champion.tags[f"metric.{metric}"]) == 0.20
+    assert (paths.base / "registry" / "decisions.json").is_file()

@@ -156,7 +156,7 @@ def _promote(args: argparse.Namespace) -> int:
 
     root, params = project_root(), load_params(args.params)
     promote_runs(params, DataPaths(root), root, ship=args.ship)
-    if args.style:
+    if args.style and (StylePaths(root).eval_dir / "metrics.json").is_file():  # style chain has run
         promote_style(params, StylePaths(root), root, ship=args.ship)
     return 0
 

@@ -193,6 +193,8 @@ def register_onnx(name: str, run_id: str, onnx_file: Path, metrics: dict[str, fl
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types
         raise RegistryError(f"{onnx_file}: not a readable ONNX file ({exc}); rerun `dvc repro -f {stage}`") from None
     signature, example = _onnx_io(onnx_file)
+    # the training run may sit in another experiment than the one set for this process: log into it there
+    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.onnx.log_model(proto, name=MODEL_NAME, signature=signature, input_example=example,
                                      extra_files=[str(p) for p in extra_files if Path(p).is_file()] or None,

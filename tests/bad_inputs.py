@@ -54,8 +54,8 @@ def refused(folder: Path) -> dict[str, tuple[Path, str]]:
                 "looks like an SVG/XML document"),
         "pdf": ("doc.pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", "looks like a PDF document"),
         "random_bytes": ("noise.jpg", bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)),
-                         "not an accepted image"),
-        "header_bomb": ("bomb.png", header_bomb_png(), "too large"),
+                         "not a recognised image"),
+        "header_bomb": ("bomb.png", header_bomb_png(), "exceeds the limit of 40000000 pixels"),
         "bomb_under_pillow_limit": ("bomb2.png", header_bomb_png(9000, 9000), "exceeds the limit"),
         "zip_archive": ("archive.png", b"PK\x03\x04" + b"\x00" * 100, "looks like a ZIP archive"),
     }
@@ -65,7 +65,7 @@ def refused(folder: Path) -> dict[str, tuple[Path, str]]:
         out[name] = (folder / file, msg)
     frames = _frames()
     frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    out["gif_animated"] = (folder / "anim.gif", "looks like a GIF")
+    out["gif_animated"] = (folder / "anim.gif", "image format not accepted (it looks like a GIF)")
     frames[0].save(folder / "still.gif")
     out["gif_still"] = (folder / "still.gif", "looks like a GIF")
     frames[0].save(folder / "anim.webp", save_all=True, append_images=frames[1:], duration=100, lossless=True)
@@ -73,7 +73,7 @@ def refused(folder: Path) -> dict[str, tuple[Path, str]]:
     frames[0].save(folder / "pages.tiff", save_all=True, append_images=frames[1:])
     out["tiff_multipage"] = (folder / "pages.tiff", "has 3 frames")
     frames[0].save(folder / "img.ppm")
-    out["ppm_not_allowed"] = (folder / "img.ppm", "looks like a PNM")
+    out["ppm_not_allowed"] = (folder / "img.ppm", "image format not accepted (it looks like a PNM")
     frames[0].save(folder / "icon.ico")
     out["ico_not_allowed"] = (folder / "icon.ico", "looks like an ICO icon")
     (folder / "a_folder.png").mkdir(exist_ok=True)

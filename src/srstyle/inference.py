@@ -197,13 +197,13 @@ def load_style_model(spec: str | Path, engine=None, backbone_cfg=None, style_siz
     if not path.is_file():
         raise ModelLoadError(f"{path}: style model file not found")
     if path.suffix == ".onnx":
-        from .engine import EngineError, OnnxModel
+        import onnx
 
-        try:
-            method = OnnxModel(path, engine).meta.get("method") if path.name != "transformer.onnx" else "meta"
-        except EngineError as exc:
-            raise ModelLoadError(str(exc)) from None
-        if method == "meta":
+        try:  # the metadata only: the predictor builds the session
+            meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a bad file
+            raise ModelLoadError(f"{path}: not a readable ONNX file ({exc})") from None
+        if meta.get("method") == "meta":
             return MetaStylePredictor.from_onnx(path.with_name("metanet.onnx"), path.with_name("transformer.onnx"), engine)
         return StylePredictor.from_onnx(path, engine)
     if path.suffix in (".pt", ".pth"):

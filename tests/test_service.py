@@ -103,7 +103,7 @@ def _bad_png_bodies() -> dict[str, tuple[bytes, str]]:
     full = encode(photo(40, 40, seed=1))
     return {
         "empty": (b"", "empty"),
-        "text": (b"hello, not an image\n" * 5, "not an accepted image"),
+        "text": (b"hello, not an image\n" * 5, "text file"),
         "truncated": (full[: len(full) // 2], "truncated"),
         "bomb": (_bomb_png(), "exceeds"),
         "too_many_pixels": (encode(np.zeros((600, 600, 3), np.uint8)), "exceeds"),
@@ -188,11 +188,12 @@ def test_healthz_answers_fast_while_a_large_upscale_runs(server):
     t.start()
     time.sleep(0.3)
     latencies = []
-    while not done.is_set() and len(latencies) < 40:
-        t0 = time.perf_counter()
-        assert httpx.post(f"{url}/healthz", timeout=5).status_code == 200
-        latencies.append(time.perf_counter() - t0)
-        time.sleep(0.05)
+    with httpx.Client(timeout=5) as probe:  # one connection, as a prober (kubelet) keeps it
+        while not done.is_set() and len(latencies) < 40:
+            t0 = time.perf_counter()
+            assert probe.post(f"{url}/healthz").status_code == 200
+            latencies.append(time.perf_counter() - t0)
+            time.sleep(0.05)
     t.join()
     assert result["status"] == 200 and len(latencies) >= 3, (result, latencies)
     assert max(latencies) < 0.2, latencies

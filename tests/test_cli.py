@@ -41,8 +41,10 @@ def _project_with_champion(root, monkeypatch):
     from srstyle.config import load_params
     from srstyle.tracking import setup
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    previous = mlflow.get_tracking_uri()
+    # mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in os.environ: setenv first, so that monkeypatch
+    # restores the variable's original state at teardown (a leaked URI sends later tests' runs here)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unused")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     try:
         setup(load_params(root / "params.yaml").tracking, root)
         with mlflow.start_run() as run:
@@ -52,7 +54,7 @@ def _project_with_champion(root, monkeypatch):
         mv = client.create_model_version("sr-x3", f"{run.info.artifact_uri}/onnx_model", run.info.run_id)
         client.set_registered_model_alias("sr-x3", "champion", mv.version)
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(None)  # MLflow's global back to unset (and the variable with it)
     return onnx_file
 
 

@@ -151,17 +151,20 @@ def _models(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     from .config import load_params
     from .paths import DataPaths, project_root
-    from .registry import promote_runs
+    from .data.style_data import StylePaths
+    from .model_registry import promote_runs, promote_style
 
-    root = project_root()
-    promote_runs(load_params(args.params), DataPaths(root), root)
+    root, params = project_root(), load_params(args.params)
+    promote_runs(params, DataPaths(root), root, ship=args.ship)
+    if args.style and (StylePaths(root).eval_dir / "metrics.json").is_file():  # style chain has run
+        promote_style(params, StylePaths(root), root, ship=args.ship)
     return 0
 
 
 def _export_champions(args: argparse.Namespace) -> int:
     from .config import load_params
     from .paths import project_root
-    from .registry import export_champions
+    from .model_registry import export_champions
 
     written = export_champions(args.out, load_params(args.params).tracking, project_root())
     print("\n".join(written) or "no champion registered (run `dvc repro` first)")
@@ -237,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pro = sub.add_parser("promote", help="register the runs' models in MLflow and move `champion` if a challenger wins")
     pro.add_argument("--params", default="params.yaml")
+    pro.add_argument("--ship", action=argparse.BooleanOptionalAction, default=None,
+                     help="--ship: this run is meant to ship, champion may move (e.g. after `dvc exp apply`); "
+                          "--no-ship: challengers only. Default: ships unless inside `dvc exp run` or SRSTYLE_SHIP=0")
+    pro.add_argument("--style", action=argparse.BooleanOptionalAction, default=True,
+                     help="also register/promote the style models (style-<name>, style-meta)")
     pro.set_defaults(func=_promote)
 
     exp = sub.add_parser("export-champions", help="copy the champion ONNX models out of the MLflow registry")

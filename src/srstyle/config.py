@@ -194,6 +194,8 @@ class BenchmarkConfig(_Strict):
 class PromoteConfig(_Strict):
     # champion moves only when the challenger's validation PSNR beats it by more than this (dB).
     margin_db: float = Field(0.05, ge=0)
+    # style models (lower style-loss ratio is better): champion moves when the challenger is lower by this
+    style_margin: float = Field(0.01, ge=0)
 
 
 class ServingConfig(_Strict):
@@ -203,7 +205,11 @@ class ServingConfig(_Strict):
     tile: int = Field(256, ge=0)                    # LR tile side for large inputs (0 = whole image)
     threads: int = Field(0, ge=0)                   # onnxruntime intra-op threads (0 = default)
     max_batch_size: int = Field(8, gt=0)
-    max_latency_ms: int = Field(10000, gt=0)
+    max_latency_ms: int = Field(50, gt=0)          # a batch waits at most this long for more tiles
+    png_level: int = Field(1, ge=0, le=9)           # PNG compress level of replies (1: fast, ~same size)
+    quality: int = Field(90, ge=1, le=100)          # default JPEG/WebP quality
+    style_max_side: int = Field(1024, gt=0)         # style inputs are scaled down to this longest side
+    workers: int = Field(2, ge=1)                   # HTTP worker processes (each runs its models; 2 cores)
 
 
 class Int8Config(_Strict):

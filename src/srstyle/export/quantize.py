@@ -104,7 +104,14 @@ def quantize_sr_onnx(fp32_path: Path, patches: np.ndarray, cfg: Int8Config, out_
         model_in = fp32_path
         if cfg.preprocess:
             model_in = Path(tmp) / "pre.onnx"
-            quant_pre_process(str(fp32_path), str(model_in), skip_symbolic_shape=False)
+            try:
+                quant_pre_process(str(fp32_path), str(model_in), skip_symbolic_shape=False)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises a bare Exception
+                # ORT's symbolic shape inference cannot follow a data-dependent Resize (the bicubic residual of
+                # the demo EDSR/SRGAN): ONNX's own shape inference is enough for the QDQ pass.
+                log.info("%s: symbolic shape inference failed (%s); pre-processing with ONNX shape inference",
+                         fp32_path.name, exc)
+                quant_pre_process(str(fp32_path), str(model_in), skip_symbolic_shape=True)
         raw_out = Path(tmp) / "int8.onnx"
         float_convs = _end_convs(model_in, cfg.float_convs)
         quantize_static(

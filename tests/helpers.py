@@ -114,3 +114,53 @@ def trained_espcn(steps: int = 120, channels=(16, 8), seed: int = 0):
         loss.backward()
         opt.step()
     return model.eval()
+
+
+# A project whose dvc.yaml has small synthetic stages (the real params.yaml, so the flow's parameter checks
+# run as in the real project): what the flow's mechanics are tested on in seconds. Each stage appends
+# "<stage> <train.steps at start> <train.steps at end> <pid>" to stages.log and prints its lines slowly.
+FLOW_STEP = '''import os, pathlib, sys, time
+import yaml
+
+name, pause = sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+steps = lambda: yaml.safe_load(open("params.yaml"))["train"]["steps"]
+start = steps()
+print(f"{name}: early line (steps={start})", flush=True)
+time.sleep(pause)
+out = pathlib.Path("out"); out.mkdir(exist_ok=True)
+(out / f"{name}.txt").write_text(f"{start}\\n")
+with open("stages.log", "a") as f:
+    f.write(f"{name} {start} {steps()} {os.getpid()}\\n")
+print(f"{name}: late line", flush=True)
+'''
+
+FLOW_DVC_YAML = """stages:
+  fetch:
+    cmd: python step.py fetch {pause}
+    params: [train.steps]
+    outs: [out/fetch.txt]
+  train:
+    cmd: python step.py train {pause}
+    deps: [out/fetch.txt]
+    params: [train.steps]
+    outs: [out/train.txt]
+"""
+
+
+def make_flow_project(root: Path, pause: float = 0.0) -> Path:
+    """A git + DVC repo with the synthetic stages above (fetch -> train) and this project's params.yaml."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(repo / "params.yaml", root / "params.yaml")
+    (root / "step.py").write_text(FLOW_STEP)
+    (root / "dvc.yaml").write_text(FLOW_DVC_YAML.format(pause=pause))
+    (root / ".gitignore").write_text("stages.log\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+    return root

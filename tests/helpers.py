@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,17 @@ def make_tiny_project(root: Path, runs: dict | None = None, extra: tuple[str, ..
 
 def trained_espcn(steps: int = 120, channels=(16, 8), seed: int = 0):
     """A small ESPCN x3 fitted briefly to bicubic-downscaled synthetic photos: outputs in the image range
-    (a random-weight model's outputs are not, which makes colour-path comparisons meaningless)."""
+    (a random-weight model's outputs are not, which makes colour-path comparisons meaningless).
+
+    Trained once per session and arguments (several fixtures ask for the same one); each caller gets its own
+    copy, so a test that changes its model changes nobody else's."""
+    import copy
+
+    return copy.deepcopy(_trained_espcn(steps, tuple(channels), seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _trained_espcn(steps: int, channels: tuple, seed: int):
     import torch
 
     from srstyle.color import rgb_to_y

@@ -184,7 +184,9 @@ def _onnx_model_logged(root: Path, run_id: str) -> bool:
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns.db'}")
-    models = mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list")
+    experiment = mlflow.get_run(run_id).info.experiment_id
+    models = mlflow.search_logged_models(experiment_ids=[experiment], filter_string=f"source_run_id = '{run_id}'",
+                                         output_format="list")
     return any(m.name == "onnx_model" for m in models)
 
 

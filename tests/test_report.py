@@ -36,6 +36,11 @@ def finished_project(root: Path) -> Path:
     _write(root / "data/style/eval/metrics.json", {
         "fast_starry_night_style_loss_ratio_to_untrained": 0.4123, "fast_starry_night_ms_512": 35.25,
         "meta_held_out_style_loss_ratio_to_unstyled": 0.6031, "meta_ms_512": 61.0})
+    _write(root / "data/style/registry/decisions.json", {
+        "style-starry_night": {"registered_model": "style-starry_night", "version": "3", "outcome": "promoted",
+                               "champion_version": "2"},
+        "style-meta": {"registered_model": "style-meta", "version": "2",
+                       "outcome": "challenger only (inside dvc exp run); would be promoted", "champion_version": "1"}})
     return root
 
 
@@ -53,6 +58,9 @@ def test_summary_is_narrow_and_names_every_gain_and_the_champions(tmp_path, monk
     assert "x4" in row["edsr_x4"] and "+0.90" in row["edsr_x4"] and "yes (sr-x4 v1)" in row["edsr_x4"]
     assert "-0.80" in row["srgan_x4"] and "yes" not in row["srgan_x4"]
     assert "0.412" in text and "35.2" in text and "0.603" in text and "61.0" in text
+    fast = next(line for line in lines if line.startswith("  fast:starry_night"))
+    meta = next(line for line in lines if line.startswith("  meta (held-out"))
+    assert fast.endswith("yes (style-starry_night v3)") and meta.endswith("no")
     assert "data/eval/edsr_x4/comparison.png" in text
     assert "make mlflow-server" in text and "make prefect-ui" in text and "dvc metrics diff" in text
 

@@ -86,6 +86,7 @@ class StyleRow:
     ratio: float | None
     baseline: str
     ms: float | None
+    champion: str = "-"
 
 
 @dataclass
@@ -103,6 +104,15 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _verdict(decisions: dict, key: str) -> str:
+    """"yes (<model> v<n>)", "no" or "-" (never promoted) for one entry of a decisions.json."""
+    d = decisions.get(key, {})
+    name, version = d.get("registered_model"), d.get("version")
+    if name is None:
+        return "-"
+    return f"yes ({name} v{version})" if champions(decisions).get(name) == str(version) else "no"
+
+
 def collect(root: Path, runs: dict[str, Any] | None = None, styles: list[str] | None = None) -> Summary:
     """Read the finished pipeline's outputs under ``root`` (runs/styles default to params.yaml's)."""
     root = Path(root)
@@ -116,25 +126,21 @@ def collect(root: Path, runs: dict[str, Any] | None = None, styles: list[str] | 
         timing_size = params.style.evaluate.timing_size
     s = Summary(root=root, timing_size=timing_size)
     decisions = read_json(root / "data/registry/decisions.json")
-    champ = champions(decisions)
     for run, spec in runs.items():
         m = read_json(root / "data/eval" / run / "metrics.json")
-        d = decisions.get(run, {})
-        name, version = d.get("registered_model"), d.get("version")
-        if name is None:
-            verdict = "-"
-        else:
-            verdict = f"yes ({name} v{version})" if champ.get(name) == str(version) else "no"
+        verdict = _verdict(decisions, run)
         scale = m.get("scale") or (spec.get("scale") if isinstance(spec, dict) else getattr(spec, "scale", None))
         s.sr.append(SRRow(run, scale, _num(m.get("psnr")), _num(m.get("ssim")), _num(m.get("psnr_gain")), verdict))
         if (root / "data/eval" / run / "comparison.png").is_file():
             s.pictures.append((f"data/eval/{run}/comparison.png", f"{run}: LR | bicubic | model | HR"))
     sm = read_json(root / "data/style/eval/metrics.json")
+    style_decisions = read_json(root / "data/style/registry/decisions.json")  # promote_style: style-<name>, style-meta
     for style in styles:
         s.style.append(StyleRow(f"fast:{style}", _num(sm.get(f"fast_{style}_style_loss_ratio_to_untrained")),
-                                "untrained net", _num(sm.get(f"fast_{style}_ms_512"))))
+                                "untrained net", _num(sm.get(f"fast_{style}_ms_512")),
+                                _verdict(style_decisions, f"style-{style}")))
     s.style.append(StyleRow("meta (held-out paintings)", _num(sm.get("meta_held_out_style_loss_ratio_to_unstyled")),
-                            "unstyled content", _num(sm.get("meta_ms_512"))))
+                            "unstyled content", _num(sm.get("meta_ms_512")), _verdict(style_decisions, "style-meta")))
     for rel, what in (("data/compare/all_models.png", "every SR run on the same crop"),
                       ("data/style/eval/grid_fast.png", "fast style nets"),
                       ("data/style/eval/grid_meta.png", "meta network"),
@@ -173,8 +179,8 @@ def render(s: Summary, width: int = WIDTH) -> str:
         out.append("  (- = not evaluated yet: `dvc repro`)")
     out += ["", "Style transfer (held-out content; style loss / baseline, lower is better)"]
     ms = f"ms/image ({s.timing_size}px)" if s.timing_size else "ms/image"
-    rows = [[_clip(r.model, 30), _fmt(r.ratio, ".3f"), r.baseline, _fmt(r.ms, ".1f")] for r in s.style]
-    out += _table(["model", "style loss ratio", "baseline", ms], rows)
+    rows = [[_clip(r.model, 30), _fmt(r.ratio, ".3f"), r.baseline, _fmt(r.ms, ".1f"), r.champion] for r in s.style]
+    out += _table(["model", "style loss ratio", "baseline", ms, "champion?"], rows)
     out += ["", "Pictures"]
     pics = s.pictures or [("(none yet)", "run `dvc repro`")]
     pw = max(len(p) for p, _ in pics)

@@ -91,6 +91,7 @@ def make_tiny_project(root: Path, runs: dict | None = None, extra: tuple[str, ..
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
         subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+    shutil.copy(repo / ".dvc" / "config", root / ".dvc" / "config")  # the project's DVC settings (offline plots page)
     return root
 
 

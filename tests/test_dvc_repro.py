@@ -83,8 +83,8 @@ def test_plots_show_writes_one_offline_page_with_a_curve_per_run(project):
     import re
 
     root, env, _ = project
-    template = "src/srstyle/assets/vega/dvc_plots.html"
-    _run(["dvc", "plots", "show", "--html-template", template, "-o", "plots_page"], root, env)
+    # the page template comes from .dvc/config (`plots.html_template`), as for `make plots`
+    _run(["dvc", "plots", "show", "-o", "plots_page"], root, env)
     html = (root / "plots_page/index.html").read_text()
     # nothing loaded from elsewhere: no script/link/img pointing at a URL (schema ids inside specs are not loads)
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)

@@ -68,11 +68,12 @@ def test_stage_lines_reach_the_task_log_while_it_runs(harness, tmp_path):
         with get_client(sync_client=True) as client:
             logs = client.read_logs(LogFilter(task_run_id=LogFilterTaskRunId(any_=[train.id])))
         early = [log for log in logs if "train: early line" in log.message]
-        if early or time.monotonic() > deadline:
+        late = [log for log in logs if "train: late line" in log.message]
+        if (early and late) or time.monotonic() > deadline:  # the log handler sends in batches
             break
         time.sleep(0.5)
-    assert early, [log.message for log in logs]
-    late = next(log for log in logs if "train: late line" in log.message)
+    assert early and late, [log.message for log in logs]
+    late = late[0]
     # the early line was logged when the stage printed it, ~4 s before the stage ended
     assert (late.timestamp - early[0].timestamp).total_seconds() > 3
     assert (train.end_time - early[0].timestamp).total_seconds() > 3

@@ -14,5 +14,5 @@ if __name__ == "__main__":
     paths = DataPaths(project_root())
     needed = [(MODELS.get(r.model).color, r.scale) for r in params.runs.values()]
     counts = make_patches(paths.validated, paths.raw, paths.patches, params.patches, params.seed,
-                          params.validate_.max_pixels, extra_stores=needed)
+                          params.validate_.max_pixels, extra_stores=needed, formats=params.validate_.allowed_formats)
     logging.getLogger("patches").info("patch stores: %s", counts)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from srstyle.color import rgb_to_y, rgb_to_ycbcr, to_uint8, ycbcr_to_rgb
+from srstyle.color import rgb_to_y, rgb_to_ycbcr_studio as rgb_to_ycbcr, to_uint8, ycbcr_studio_to_rgb as ycbcr_to_rgb
 
 
 def test_y_constants_are_bt601_studio_swing():

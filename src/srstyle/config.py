@@ -54,12 +54,15 @@ class DataConfig(_Strict):
 
 
 class ValidateConfig(_Strict):
-    allowed_modes: list[str] = Field(default_factory=lambda: ["RGB", "L"])
+    # Modes the loader normalises to 8-bit RGB (the conversion is recorded in validated/manifest.json).
+    allowed_modes: list[str] = Field(
+        default_factory=lambda: ["RGB", "L", "RGBA", "LA", "P", "PA", "CMYK", "1", "I;16", "I;16B", "I;16L"]
+    )
     allowed_formats: list[str] = Field(default_factory=lambda: ["PNG", "JPEG", "BMP", "TIFF", "WEBP"])
     max_pixels: int = Field(40_000_000, gt=0)
     max_bytes: int = Field(100_000_000, gt=0)
-    # The stage fails only when fewer than this fraction of the files are valid.
-    min_valid_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    # The stage fails when fewer than this fraction of the files are valid (the log says how many were lost).
+    min_valid_fraction: float = Field(0.9, ge=0.0, le=1.0)
 
 
 class PatchesConfig(_Strict):

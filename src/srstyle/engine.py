@@ -1,8 +1,9 @@
 """The one inference engine for exported SR models: onnxruntime sessions configured from ``params.yaml``.
 
-Every consumer (``srstyle upscale`` on images and video, the int8 evaluation in the export stage, the
-BentoML runner) runs an ``.onnx`` file through :class:`OrtEngine`; PyTorch is only the fallback for a
-trainer ``model.pt`` that has not been exported (see :func:`srstyle.inference.load_sr_model`).
+Every consumer (the prediction core :mod:`srstyle.predict`, and through it ``srstyle upscale|stylize`` on
+images and video, the int8 evaluation in the export stage, the BentoML service) runs an ``.onnx`` file
+through :class:`OnnxModel` (:class:`OrtEngine` for SR models); PyTorch is only the CLI's fallback for a
+trainer ``model.pt`` that has not been exported (see :mod:`srstyle.inference`).
 
 What matters on a small CPU, all set from ``engine:`` in params.yaml:
 
@@ -63,11 +64,10 @@ def session_options(cfg: EngineConfig):
     return options
 
 
-class OrtEngine:
-    """One onnxruntime session over an srstyle-exported SR model (input ``lr`` [N,C,H,W] -> ``sr``).
+class OnnxModel:
+    """One onnxruntime session over an srstyle-exported ONNX graph (SR or style), with its metadata.
 
-    :meth:`run` is safe to call from several threads (each call binds its own IO); pass ``out`` (a
-    C-contiguous float32 array of the output shape) to have the result written into it.
+    Loading reads ``metadata_props`` first (cheap) so a wrong or corrupt file fails with a clear message.
     """
 
     def __init__(self, path: Path | str, cfg: EngineConfig | None = None):
@@ -83,19 +83,41 @@ class OrtEngine:
         except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a bad file
             raise EngineError(f"{self.path}: not a readable ONNX file ({exc})") from None
         self.meta = {p.key: p.value for p in proto.metadata_props}
-        if "scale" not in self.meta:
-            raise EngineError(f"{self.path}: ONNX file has no 'scale' in metadata_props; export it with `srstyle` first")
-        self.scale = int(self.meta["scale"])
-        self.color = self.meta.get("color", "y")
-        self.precision = self.meta.get("precision", "int8" if self.path.name.endswith(INT8_SUFFIX) else "fp32")
-        self.receptive_radius = int(self.meta["receptive_radius"]) if "receptive_radius" in self.meta else None
+        self._check_meta()
         try:
             self.session = ort.InferenceSession(str(self.path), session_options(self.cfg),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
             raise EngineError(f"{self.path}: onnxruntime cannot load it ({exc})") from None
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _check_meta(self) -> None:
+        """Subclasses refuse files that are not theirs before a session is built."""
+
+    def run_feeds(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The plain session call (thread-safe in onnxruntime)."""
+        return self.session.run(self.output_names, feeds)
+
+
+class OrtEngine(OnnxModel):
+    """An srstyle-exported SR model (input ``lr`` [N,C,H,W] -> ``sr``).
+
+    :meth:`run` is safe to call from several threads (each call binds its own IO); pass ``out`` (a
+    C-contiguous float32 array of the output shape) to have the result written into it.
+    """
+
+    def _check_meta(self) -> None:
+        if "scale" not in self.meta:
+            raise EngineError(f"{self.path}: ONNX file has no 'scale' in metadata_props; export it with `srstyle` first")
+
+    def __init__(self, path: Path | str, cfg: EngineConfig | None = None):
+        super().__init__(path, cfg)
+        self.scale = int(self.meta["scale"])
+        self.color = self.meta.get("color", "y")
+        self.precision = self.meta.get("precision", "int8" if self.path.name.endswith(INT8_SUFFIX) else "fp32")
+        self.receptive_radius = int(self.meta["receptive_radius"]) if "receptive_radius" in self.meta else None
+        self.input_name, self.output_name = self.input_names[0], self.output_names[0]
         self.channels = 1 if self.color == "y" else 3
         self._local = threading.local()
 

@@ -26,7 +26,7 @@ def bicubic_rgb(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
 def bicubic_float(channel: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """Resize one float channel (no 8-bit rounding) with PIL bicubic to (height, width)."""
     h, w = size_hw
-    img = Image.fromarray(np.ascontiguousarray(channel, dtype=np.float32), mode="F")
+    img = Image.fromarray(np.ascontiguousarray(channel, dtype=np.float32))  # 2-D float32: mode "F"
     return np.asarray(img.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32)
 
 

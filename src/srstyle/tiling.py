@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import torch
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -67,12 +66,15 @@ def self_ensemble(run: Runner, x: np.ndarray) -> np.ndarray:
     return (total / 8).astype(np.float32)
 
 
-def receptive_radius(model: torch.nn.Module, channels: int, start: int = 8, limit: int = 512) -> int:
+def receptive_radius(model, channels: int, start: int = 8, limit: int = 512) -> int:
     """Receptive radius in input pixels, measured as the support of d(centre output)/d(input).
 
     The input grows until the support stops short of its border. Random weights and inputs make a
     structurally present path vanish only with negligible probability; one pixel of margin is added.
+    Needs PyTorch (imported here only: the tiling itself is torch-free).
     """
+    import torch
+
     model = model.eval()
     scale = int(getattr(model, "scale", 1))
     r = start

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..io import load_rgb, save_png, write_json
 from ..resize import modcrop
-from .archive import safe_extract
+from .archive import extract_once
 from .download import download
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ BENCHMARKS: dict[str, BenchmarkSource] = {
     "set14": BenchmarkSource(EDSR_BENCHMARK_URL, None, "benchmark/Set14/HR", "Set14 (Zeyde et al. 2010), 14 images"),
     "b100": BenchmarkSource(EDSR_BENCHMARK_URL, None, "benchmark/B100/HR", "BSD100 (Martin et al. 2001), 100 images"),
     "urban100": BenchmarkSource(EDSR_BENCHMARK_URL, None, "benchmark/Urban100/HR", "Urban100 (Huang et al. 2015), 100 images"),
-    "div2k_val": BenchmarkSource("http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip", None, "DIV2K_valid_HR",
+    "div2k_val": BenchmarkSource("https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip", None, "DIV2K_valid_HR",
                                  "DIV2K validation HR (Agustsson & Timofte 2017), 100 images"),
 }
 IMAGE_EXTENSIONS = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff"}
@@ -53,14 +53,16 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
 
 
-def _write_modcropped(sources: list[Path], out: Path, max_pixels: int) -> list[dict]:
+def _write_modcropped(sources: list[Path], folder: Path, out: Path, max_pixels: int) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     entries = []
     for src in sources:
         hr = modcrop(load_rgb(src, max_pixels), MOD)
         target = out / (src.stem + ".png")
         save_png(np.ascontiguousarray(hr), target)
-        entries.append({"file": target.name, "width": hr.shape[1], "height": hr.shape[0], "source": str(src)})
+        # The source relative to its set's folder: the manifest is the same on every machine.
+        entries.append({"file": target.name, "width": hr.shape[1], "height": hr.shape[0],
+                        "source": src.relative_to(folder).as_posix()})
     return entries
 
 
@@ -80,15 +82,13 @@ def prepare_benchmark(
     elif name == "embedded":
         if embedded_from is None or not embedded_from.is_dir():
             raise BenchmarkError("benchmark set 'embedded' needs the fetch stage's data/raw/val (run dvc repro fetch)")
-        sources = _images(embedded_from)
+        folder = embedded_from
+        sources = _images(folder)
     elif name in BENCHMARKS:
         src = BENCHMARKS[name]
         archive = download(src.url, downloads_dir / src.url.rsplit("/", 1)[-1], src.sha256, progress=progress)
-        extracted = downloads_dir / (archive.name + ".extracted")
-        if not (extracted / src.subdir).is_dir():
-            if extracted.exists():
-                shutil.rmtree(extracted)
-            safe_extract(archive, extracted)
+        # Kept for the other sets of the same archive; an interrupted extraction has no marker and is redone.
+        extracted = extract_once(archive, downloads_dir / (archive.name + ".extracted"))
         folder = extracted / src.subdir
         if not folder.is_dir():
             raise BenchmarkError(f"{archive}: has no folder {src.subdir!r} for benchmark {name!r}")
@@ -98,7 +98,7 @@ def prepare_benchmark(
                              "or give a folder under benchmark.local")
     if not sources:
         raise BenchmarkError(f"benchmark set {name!r}: no images found")
-    manifest = _write_modcropped(sources, target, max_pixels)
+    manifest = _write_modcropped(sources, folder, target, max_pixels)
     write_json(manifest, target / "manifest.json")
     log.info("benchmark %s: %d images", name, len(manifest))
     return manifest

@@ -47,21 +47,32 @@ def _textured(y: np.ndarray, pos: np.ndarray, size: int, min_std: float) -> np.n
     return pos[std >= min_std]
 
 
+def _select(name: str, hr: np.ndarray, size: int, cfg: PatchesConfig, seed: int, min_std: float) -> np.ndarray:
+    """Patch positions of one (mod-cropped) HR image: textured ones, at most max_per_image, seeded by name."""
+    pos = _textured(rgb_to_y(hr), _positions(*hr.shape[:2], size, cfg.stride), size, min_std)
+    if cfg.max_per_image and len(pos) > cfg.max_per_image:
+        digest = int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "big")
+        pos = pos[np.sort(np.random.default_rng(digest).choice(len(pos), cfg.max_per_image, replace=False))]
+    return pos
+
+
 def build_store(
     images: list[tuple[str, Path]], out_dir: Path, mode: str, scale: int, cfg: PatchesConfig, seed: int,
-    max_pixels: int, progress: bool = True, min_std: float = 0.0,
+    max_pixels: int, progress: bool = True, min_std: float = 0.0, formats: list[str] | None = None,
 ) -> dict:
-    """Write one store atomically (temporary folder renamed into place); return its index."""
+    """Write one store atomically (temporary folder renamed into place); return its index.
+
+    Two streaming passes, so memory holds one decoded image at a time (a split of DIV2K or COCO does not
+    fit in RAM): the first decodes each image to choose its patch positions and sizes the store, the
+    second decodes it again and writes its patches into the memory-mapped arrays.
+    """
     size, lr_size = cfg.hr_size, cfg.hr_size // scale
-    decoded = []
-    for name, path in images:
-        hr = modcrop(load_rgb(path, max_pixels), scale)
-        pos = _textured(rgb_to_y(hr), _positions(*hr.shape[:2], size, cfg.stride), size, min_std)
-        if cfg.max_per_image and len(pos) > cfg.max_per_image:
-            digest = int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "big")
-            pos = pos[np.sort(np.random.default_rng(digest).choice(len(pos), cfg.max_per_image, replace=False))]
-        decoded.append((name, hr, pos))
-    total = sum(len(p) for _, _, p in decoded)
+    # The formats validation opened the files with (validate.allowed_formats), else the loader's default.
+    decode_kw = {"formats": formats} if formats else {}
+    positions = []
+    for name, path in tqdm(images, desc=f"{out_dir.name} (sizing)", disable=not progress):
+        positions.append(_select(name, modcrop(load_rgb(path, max_pixels, **decode_kw), scale), size, cfg, seed, min_std))
+    total = sum(len(p) for p in positions)
     if total == 0:
         raise ValueError(f"no {size}x{size} patch fits in any image for {out_dir.name}; lower patches.hr_size")
 
@@ -73,7 +84,10 @@ def build_store(
         lr_store = open_memmap(tmp / "lr.npy", mode="w+", dtype=np.uint8, shape=(total, lr_size, lr_size, *tail))
         origin = np.zeros((total, 3), dtype=np.int32)  # image index, HR y, HR x
         i = 0
-        for k, (name, hr_rgb, pos) in enumerate(tqdm(decoded, desc=out_dir.name, disable=not progress)):
+        for k, ((name, path), pos) in enumerate(tqdm(list(zip(images, positions)), desc=out_dir.name, disable=not progress)):
+            if not len(pos):
+                continue
+            hr_rgb = modcrop(load_rgb(path, max_pixels, **decode_kw), scale)
             lr_rgb = downscale_rgb(hr_rgb, scale)
             hr, lr = _convert(hr_rgb, mode), _convert(lr_rgb, mode)
             for y, x in pos:
@@ -93,7 +107,7 @@ def build_store(
             "stride": cfg.stride,
             "min_std": min_std,
             "count": total,
-            "images": [{"file": name, "patches": int(len(p))} for name, _, p in decoded],
+            "images": [{"file": name, "patches": int(len(p))} for (name, _), p in zip(images, positions)],
         }
         write_json(index, tmp / "index.json")
         if out_dir.exists():
@@ -108,6 +122,7 @@ def build_store(
 def make_patches(
     validated_dir: Path | str, raw_dir: Path | str, out_dir: Path | str, cfg: PatchesConfig, seed: int,
     max_pixels: int, progress: bool = True, extra_stores: list[tuple[str, int]] = (),
+    formats: list[str] | None = None,
 ) -> dict:
     """Run the patches stage over the validated manifest; returns {store path: patch count}.
 
@@ -128,7 +143,7 @@ def make_patches(
         for mode, scale in stores:
             store = out_dir / split / store_name(mode, scale)
             min_std = cfg.min_std if split == "train" else 0.0
-            index = build_store(images, store, mode, scale, cfg, seed, max_pixels, progress, min_std)
+            index = build_store(images, store, mode, scale, cfg, seed, max_pixels, progress, min_std, formats)
             counts[f"{split}/{store.name}"] = index["count"]
     write_json(counts, out_dir / "summary.json")
     return counts

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from PIL import Image
 
 from ..config import DataConfig, StyleConfig, StyleSetConfig
 from ..io import load_rgb, read_json
-from .archive import safe_extract
+from .archive import extract_once
 from .fetch import FetchError, fetch
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,9 @@ def embedded_styles_dir() -> Path:
     return Path(str(resources.files("srstyle") / "assets" / "styles"))
 
 
-def fetch_styles(cfg: StyleSetConfig, out_dir: Path, downloads_dir: Path, progress: bool = True) -> list[dict]:
+def fetch_styles(
+    cfg: StyleSetConfig, out_dir: Path, downloads_dir: Path, progress: bool = True, protected: Iterable[Path] = (),
+) -> list[dict]:
     if cfg.source == "embedded":
         root, subdir = embedded_styles_dir(), None
     elif cfg.source == "local":
@@ -80,14 +83,11 @@ def fetch_styles(cfg: StyleSetConfig, out_dir: Path, downloads_dir: Path, progre
                 f"{archive}: style.styles.archive not found. Download painter-by-numbers (train.zip) from Kaggle "
                 "yourself (it needs a login) and point style.styles.archive at it, or unpack it and use source: local"
             )
-        root, subdir = Path(downloads_dir) / (archive.name + ".extracted"), cfg.subdir
-        if root.exists():
-            shutil.rmtree(root)
-        safe_extract(archive, root)
+        root, subdir = extract_once(archive, Path(downloads_dir) / (archive.name + ".extracted")), cfg.subdir
     data_cfg = DataConfig(source="local", local_dir=str(root), subdir=subdir, val_names=cfg.held_out,
                           val_fraction=cfg.held_out_fraction)
     try:
-        return fetch(data_cfg, out_dir, downloads_dir, progress=progress)
+        return fetch(data_cfg, out_dir, downloads_dir, progress=progress, protected=protected)
     except FetchError as exc:
         raise FetchError(f"style.styles: {exc}".replace("data.val_names", "style.styles.held_out")) from None
     finally:
@@ -95,10 +95,12 @@ def fetch_styles(cfg: StyleSetConfig, out_dir: Path, downloads_dir: Path, progre
             shutil.rmtree(root, ignore_errors=True)
 
 
-def fetch_style_data(cfg: StyleConfig, paths: StylePaths, progress: bool = True) -> dict[str, list[dict]]:
+def fetch_style_data(
+    cfg: StyleConfig, paths: StylePaths, progress: bool = True, protected: Iterable[Path] = (),
+) -> dict[str, list[dict]]:
     """The `fetch_style` stage: content photos and style paintings under data/style/raw."""
-    content = fetch(cfg.content, paths.raw("content"), paths.downloads, progress=progress)
-    styles = fetch_styles(cfg.styles, paths.raw("styles"), paths.downloads, progress=progress)
+    content = fetch(cfg.content, paths.raw("content"), paths.downloads, progress=progress, protected=protected)
+    styles = fetch_styles(cfg.styles, paths.raw("styles"), paths.downloads, progress=progress, protected=protected)
     return {"content": content, "styles": styles}
 
 

@@ -66,13 +66,16 @@ bench: install
 upscale-demo: install
 	srstyle upscale data/raw/val/chelsea.png chelsea_x3.png --model data/onnx/espcn_x3/espcn_x3.onnx
 
-## Serve the champion models on 127.0.0.1:3000 (from the MLflow registry filled by `make run`).
+## Serve the champions of the MLflow registry filled by `make run` (SR and style) on 127.0.0.1:3000;
+## the demo page is http://127.0.0.1:3000/demo/
 serve: install
-	bentoml serve srstyle.serving.service:SRService --host 127.0.0.1 --port 3000
+	BENTOML_DO_NOT_TRACK=true bentoml serve srstyle.serving.service:SRStyle --host 127.0.0.1 --port 3000
 
-## Build a Bento with the current champions (offline).
+## Build a Bento that runs by itself: the champion ONNX files, and requirements pinned from constraints.txt
+## (only what the service imports: no torch). Offline. tests/test_bento.py runs the same three commands.
 package: install
 	srstyle export-champions --out serve_models
+	$(PY) -m srstyle.serving.package --constraints constraints.txt --out build/serve-requirements.txt
 	BENTOML_DO_NOT_TRACK=true bentoml build -f bentofile.yaml
 
 ## --- Orchestration (pipelines/README.md). Everything listens on 127.0.0.1; nothing reaches outside. ---

@@ -40,11 +40,36 @@ def espcn_flops(model: torch.nn.Module, h: int, w: int) -> float:
     return 2.0 * macs
 
 
+def training_loop_rate(patches: Path, steps: int) -> float:
+    """Patches/s of the real training step (srstyle.train.sr) on the patch store, default ESPCN x3 recipe."""
+    from srstyle.config import parse_params
+    from srstyle.train.distributed import DistContext
+    from srstyle.train.loop import Plan, Progress, lr_factor, set_lr
+    from srstyle.train.sr import supervised_trainer
+
+    params = parse_params({"runs": {"espcn_x3": {"model": "espcn", "scale": 3}}, "train": {"steps": steps}})
+    with tempfile.TemporaryDirectory() as tmp:
+        t = supervised_trainer(params, "espcn_x3", patches, Path(tmp), DistContext())
+        state, plan = Progress(t.n_items, t.cfg.batch_size, 0), Plan(steps, steps)
+
+        def one(i=[0]):
+            set_lr(t.optimizers, lr_factor(i[0], plan, t.cfg))
+            state.accumulate(t.step(state, i[0], plan))
+            i[0] += 1
+
+        return t.cfg.batch_size / timed(one, steps, warmup=3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--train-steps", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--store", type=Path, default=Path("data/patches"), help="patch folder (the training-loop rate); '' to skip")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     h, w, scale = 360, 640, 3
@@ -66,25 +91,43 @@ def main() -> None:
         out = session.run(None, feed)[0]
     assert out.shape == (1, 1, h * scale, w * scale)
 
-    # Training throughput: the default patch shape (LR 32x32 for x3, batch 16), Adam, MSE.
-    train_model = build_model("espcn", scale).train()
-    opt = torch.optim.Adam(train_model.parameters(), lr=1e-3)
-    lr_b, hr_b = torch.rand(16, 1, 32, 32), torch.rand(16, 1, 96, 96)
+    # Training throughput: the default patch shape (LR 32x32 for x3, batch 16), Adam, MSE; fwd+bwd FLOPs
+    # = 3x the forward's (the input gradient of the first conv is not computed, so slightly less).
+    batch = args.batch
+    train_flops = 3 * espcn_flops(model, 32, 32) * batch
+    rates = {}
+    for fmt, memory_format in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        train_model = build_model("espcn", scale).train().to(memory_format=memory_format)
+        opt = torch.optim.Adam(train_model.parameters(), lr=1e-3)
+        lr_b = torch.rand(batch, 1, 32, 32).contiguous(memory_format=memory_format)
+        hr_b = torch.rand(batch, 1, 96, 96)
 
-    def step():
-        loss = torch.nn.functional.mse_loss(train_model(lr_b), hr_b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        def fwd_bwd():
+            loss = torch.nn.functional.mse_loss(train_model(lr_b), hr_b)
+            train_model.zero_grad(set_to_none=True)
+            loss.backward()
 
-    step_s = timed(step, args.train_steps, warmup=3)
+        def step():
+            fwd_bwd()
+            opt.step()
+
+        rates[fmt] = (timed(fwd_bwd, args.train_steps, warmup=3), timed(step, args.train_steps, warmup=3))
+    store_rate = training_loop_rate(args.store, args.train_steps) if args.store else None
 
     print(f"machine: {torch.get_num_threads()} torch threads, fp32 matmul {peak:.1f} GFLOP/s")
     print(f"ESPCN x3, 640x360 -> 1920x1080 Y frame: {flops / 1e9:.2f} GFLOP")
     print(f"  torch eager       {torch_s * 1e3:8.1f} ms/frame  {flops / torch_s / 1e9:6.1f} GFLOP/s  ({flops / torch_s / 1e9 / peak:.2f} of matmul)")
     print(f"  onnxruntime fp32  {ort_s * 1e3:8.1f} ms/frame  {flops / ort_s / 1e9:6.1f} GFLOP/s  ({flops / ort_s / 1e9 / peak:.2f} of matmul)")
     print(f"  onnxruntime speed-up over torch: {torch_s / ort_s:.2f}x")
-    print(f"training: {16 / step_s:.0f} patches/s (batch 16 of 32x32 LR -> 96x96 HR, Adam, MSE; {step_s * 1e3:.1f} ms/step)")
+    for fmt, (fb_s, step_s) in rates.items():
+        print(f"training fwd+bwd ({fmt:13s}) batch {batch} of 32x32 LR: {fb_s * 1e3:6.1f} ms  "
+              f"{train_flops / fb_s / 1e9:6.1f} GFLOP/s ({train_flops / fb_s / 1e9 / peak:.2f} of matmul);  "
+              f"with Adam {batch / step_s:5.0f} patches/s")
+    if store_rate is not None:
+        print(f"the trainer's own step from the patch store (sampling, augmentation, copy, schedule): {store_rate:.0f} patches/s")
+    import os
+
+    print(f"load average {os.getloadavg()}")
 
 
 if __name__ == "__main__":

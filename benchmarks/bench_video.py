@@ -5,9 +5,14 @@
    engine settings, and onnxruntime int8 (static QDQ) in several quantisation settings; GFLOP/s and the
    fraction of the roofline; int8 speed-up over fp32.
 3. End to end: `srstyle upscale` on a generated 10-second 640x360 24 fps clip (H.264 + AAC), fp32 and int8:
-   fps and the busy time of each stage (decode + chroma upsampling, inference, encode + mux).
+   fps and the busy time of each stage (decode + chroma upsampling, inference, encode + mux); and
+   `srstyle stylize` on the same clip (RGB frames through a fast style network, 640x360 -> 640x360).
+4. With ``--reference-src OTHER/src``: the SR video path of another srstyle source tree (e.g. the main
+   branch before a change) timed beside this one, alternating runs in the same benchmark, each in a fresh
+   process: the before/after ratio is measured under the same load.
 
     python benchmarks/bench_video.py [--model data/models/espcn_x3/model.pt] [--json out.json]
+    python benchmarks/bench_video.py --video-only --reference-src /path/to/main/src --rounds 3
 
 The weights do not change fp32 speed; int8 is calibrated on patches of the model's own inputs (synthetic
 photos here, or the patch store with --patches), and its PSNR against fp32 on the clip's first frame is
@@ -54,6 +59,115 @@ def synthetic_patches(n: int = 512, seed: int = 0) -> np.ndarray:
     return out
 
 
+def _video_row(stats) -> dict:
+    return {"frames": stats.frames, "seconds": round(stats.seconds, 2), "fps": round(stats.fps, 2),
+            "stage_seconds": {k: round(v, 2) for k, v in stats.stage_seconds.items()},
+            "stage_ms_per_frame": {k: round(v / stats.frames * 1e3, 1) for k, v in stats.stage_seconds.items()}}
+
+
+def stylize_fps(args, clip: Path, tmp: Path, vcfg: VideoConfig, engine: EngineConfig) -> dict:
+    """`srstyle stylize clip.mp4` through the core: a fast style network on every RGB frame."""
+    from srstyle.predict import StylePredictor
+    from srstyle.video import stylize_video
+
+    found = sorted(Path("data/style/onnx").glob("fast_*.onnx"))
+    path = Path(args.style_model) if args.style_model else (found[0] if found else None)
+    label = str(path) if path else "untrained Johnson net, 32 channels (speed does not depend on weights)"
+    if path is None:
+        from srstyle.export.style_onnx import export_fast
+        from srstyle.models.style.transformer_net import TransformerNet
+
+        path = tmp / "fast_untrained.onnx"
+        export_fast(TransformerNet().eval(), path)
+    net = StylePredictor.from_onnx(path, engine)
+    stats = stylize_video(lambda rgb: net.stylize(rgb), clip, tmp / "styled.mp4", vcfg, progress=False)
+    return {"model": label, **_video_row(stats)}
+
+
+_REF_SCRIPT = """
+import json, sys
+from srstyle.config import EngineConfig, VideoConfig
+from srstyle.inference import load_sr_model
+from srstyle.video import upscale_video
+import srstyle
+vcfg = VideoConfig()
+sr = load_sr_model(sys.argv[1], engine=EngineConfig(allow_spinning=vcfg.allow_spinning))
+stats = upscale_video(sr, sys.argv[2], sys.argv[3], vcfg, progress=False)
+print(json.dumps({"src": srstyle.__file__, "fps": stats.fps, "frames": stats.frames,
+                  "stage_seconds": stats.stage_seconds}))
+"""
+
+
+def before_after(args, fp32_path: Path, clip: Path, tmp: Path) -> dict:
+    """SR video fps of this source tree and of ``--reference-src``, alternating fresh processes."""
+    import subprocess
+
+    here = str(Path(__file__).resolve().parent.parent / "src")
+    trees = {"this tree": here, "reference": str(Path(args.reference_src).resolve())}
+    runs: dict = {k: [] for k in trees}
+    for _ in range(args.rounds):
+        for label, src in trees.items():
+            env = {**os.environ, "PYTHONPATH": src}
+            done = subprocess.run([sys.executable, "-c", _REF_SCRIPT, str(fp32_path), str(clip), str(tmp / "ba.mp4")],
+                                  env=env, capture_output=True, text=True, check=True)
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            assert row["src"].startswith(src), (row["src"], src)
+            runs[label].append(row)
+    out = {label: {"src": trees[label], "fps": [round(r["fps"], 2) for r in rows],
+                   "fps_median": round(statistics.median(r["fps"] for r in rows), 2)} for label, rows in runs.items()}
+    out["ratio_this_over_reference"] = round(out["this tree"]["fps_median"] / out["reference"]["fps_median"], 3)
+    return out
+
+
+def print_before_after(ba: dict | None) -> None:
+    if not ba:
+        return
+    for label in ("this tree", "reference"):
+        print(f"SR video, {label} ({ba[label]['src']}): fps per round {ba[label]['fps']}, median {ba[label]['fps_median']}")
+    print(f"  this tree / reference: {ba['ratio_this_over_reference']:.3f}x (alternating fresh processes, same load)")
+
+
+def video_only(args) -> None:
+    """Sections 3-4 only: SR video (fp32, int8 default config), stylize video, before/after."""
+    load_start = os.getloadavg()
+    torch.manual_seed(0)
+    model_file = Path(args.model) if args.model else Path("data/models/espcn_x3/model.pt")
+    if model_file.is_file():
+        from srstyle.models.files import load_model_file
+
+        model, weights = load_model_file(model_file).eval(), str(model_file)
+    else:
+        model, weights = build_model("espcn", 3).eval(), "random init (speed does not depend on weights)"
+    results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": load_start}, "model": weights, "video": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
+        tmp = Path(tmp)
+        fp32_path = export_sr_onnx(model, tmp / "espcn_x3.onnx")
+        patches = calibration_patches(Path(args.patches), 512) if args.patches else synthetic_patches()
+        int8_path = quantize_sr_onnx(fp32_path, patches, Int8Config(), tmp / "espcn_x3.int8.onnx")
+        clip = synthetic_clip(tmp / "clip.mp4", 640, 360, seconds=args.seconds, fps=24, audio=True)
+        vcfg = VideoConfig()
+        engine = EngineConfig(allow_spinning=vcfg.allow_spinning)
+        for label, path in (("fp32", fp32_path), ("int8 (params default)", int8_path)):
+            stats = upscale_video(load_sr_model(path, engine=engine), clip, tmp / "out.mp4", vcfg, progress=False)
+            results["video"][label] = _video_row(stats)
+        results["video"]["stylize (fast net)"] = stylize_fps(args, clip, tmp, vcfg, engine)
+        if args.reference_src:
+            results["video_before_after"] = before_after(args, fp32_path, clip, tmp)
+    results["machine"]["loadavg_end"] = os.getloadavg()
+    flags = sorted(set(Path("/proc/cpuinfo").read_text().split()) & {"avx2", "avx512_vnni", "avx_vnni"}) \
+        if Path("/proc/cpuinfo").is_file() else []
+    results["machine"]["cpu_flags"] = flags
+    print(f"machine: {os.cpu_count()} CPUs, flags {flags}; load average {load_start[0]:.2f} at start, "
+          f"{results['machine']['loadavg_end'][0]:.2f} at end; ESPCN x3 ({weights})")
+    for label, v in results["video"].items():
+        split = ", ".join(f"{k} {ms:.1f} ms/frame" for k, ms in v["stage_ms_per_frame"].items())
+        size = "640x360 -> 640x360" if label.startswith("stylize") else "640x360 -> 1920x1080"
+        print(f"video {label}: {v['frames']} frames {size} in {v['seconds']:.1f} s = {v['fps']:.1f} fps (busy per stage: {split})")
+    print_before_after(results.get("video_before_after"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="a trainer model.pt (default: data/models/espcn_x3/model.pt if present, else random ESPCN x3)")
@@ -61,13 +175,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the generated clip")
     parser.add_argument("--json", default=None, help="also write the numbers here")
+    parser.add_argument("--video-only", action="store_true", help="only the end-to-end video figures (sections 3-4)")
+    parser.add_argument("--style-model", default=None, help="a fast_<style>.onnx (default: data/style/onnx/fast_*.onnx "
+                        "if present, else an untrained Johnson net: speed does not depend on weights)")
+    parser.add_argument("--reference-src", default=None, help="another srstyle src/ folder whose SR video path is timed "
+                        "beside this one (alternating rounds)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds for --reference-src")
     args = parser.parse_args()
+    if args.video_only:
+        return video_only(args)
 
     load_start = os.getloadavg()
     torch.manual_seed(0)
     model_file = Path(args.model) if args.model else Path("data/models/espcn_x3/model.pt")
     if model_file.is_file():
-        from srstyle.train.sr import load_model_file
+        from srstyle.models.files import load_model_file
 
         model, weights = load_model_file(model_file).eval(), str(model_file)
     else:
@@ -188,6 +310,9 @@ def main() -> None:
             results["video"][label] = {"frames": stats.frames, "seconds": round(stats.seconds, 2), "fps": round(stats.fps, 2),
                                        "stage_seconds": {k: round(v, 2) for k, v in stats.stage_seconds.items()},
                                        "stage_ms_per_frame": {k: round(v / stats.frames * 1e3, 1) for k, v in stats.stage_seconds.items()}}
+        results["video"]["stylize (fast net)"] = stylize_fps(args, clip, tmp, vcfg, engine)
+        if args.reference_src:
+            results["video_before_after"] = before_after(args, fp32_path, clip, tmp)
     results["machine"]["loadavg_end"] = os.getloadavg()
 
     torch_ms = results["frame_ms"]["torch eager fp32"]["median"]
@@ -207,6 +332,7 @@ def main() -> None:
         split = ", ".join(f"{k} {ms:.1f} ms/frame" for k, ms in v["stage_ms_per_frame"].items())
         print(f"video {label}: {v['frames']} frames 640x360 -> 1920x1080 in {v['seconds']:.1f} s = {v['fps']:.1f} fps "
               f"(busy per stage: {split})")
+    print_before_after(results.get("video_before_after"))
     c1 = results["cpu_time_1_thread"]
     print(f"CPU time of one thread (robust to other load): matmul {c1['matmul_gflops_per_core']:.1f} GFLOP/s per core")
     for name in ("torch eager fp32", "ort fp32", "ort int8 (params default)"):
@@ -223,7 +349,7 @@ def main() -> None:
         "fp32_roofline>=0.9 (cpu time, 1 thread)": c1["ort fp32"]["roofline"],
         "int8_speedup>=1.5": round(fp32_ms / int8_ms, 2),
         "int8_speedup>=1.5 (cpu time, 1 thread)": results["int8_speedup_cpu_time"],
-        "video_fps>=24": max(v["fps"] for v in results["video"].values()),
+        "video_fps>=24": max(v["fps"] for k, v in results["video"].items() if not k.startswith("stylize")),
     }
     print("targets:", json.dumps(results["targets"]))
     if args.json:

@@ -1,10 +1,11 @@
 """DVC stage `promote`: register every run's ONNX model in the MLflow registry (one registered model per
-scale, e.g. sr-x3) and move `champion` only when a challenger beats it on validation PSNR by promote.margin_db."""
+scale, e.g. sr-x3) and move `champion` only when a challenger beats it on validation PSNR by promote.margin_db
+and the run ships (never inside `dvc exp run`: see srstyle.model_registry.ship_decision)."""
 
 from srstyle.config import load_params
 from srstyle.logs import setup_logging
+from srstyle.model_registry import promote_runs
 from srstyle.paths import DataPaths, project_root
-from srstyle.registry import promote_runs
 
 if __name__ == "__main__":
     setup_logging()

@@ -10,7 +10,9 @@ from srstyle.train.sr import train_sr
 
 if __name__ == "__main__":
     setup_logging()
-    run = sys.argv[1] if len(sys.argv) > 1 else "espcn_x3"
+    if len(sys.argv) != 2:
+        sys.exit("usage: python stages/train.py <run name from params.yaml runs>")
+    run = sys.argv[1]
     params = load_params()
     root = project_root()
     paths = DataPaths(root)

@@ -15,7 +15,7 @@ from srstyle.models.style.metanet import META_TAPS, MetaNet, style_statistics
 from srstyle.models.style.transformer_net import TransformerNet
 from srstyle.predict import MetaStylePredictor, ModelLoadError, StylePredictor
 from srstyle.stylize import keep_content_colour
-from srstyle.train.gatys import resize_to
+from srstyle.models.style.gatys import resize_to
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,7 @@ def test_fast_style_core_matches_pytorch(tmp_path, content):
     assert isinstance(load_style_model(tmp_path / "fast_x.onnx"), StylePredictor)
 
 
+@pytest.mark.slow  # VGG16 backbone + two exports: ~20 s alone, minutes on a loaded machine
 def test_meta_style_core_matches_pytorch(tmp_path, content, painting):
     torch.manual_seed(0)
     meta = MetaNet(base=8, hidden=16).eval()
@@ -79,3 +80,26 @@ def test_style_loader_refuses_sr_and_mixed_files(tmp_path):
     (tmp_path / "broken.onnx").write_bytes(b"not onnx")
     with pytest.raises(ModelLoadError, match="not a readable ONNX file"):
         StylePredictor.from_onnx(tmp_path / "broken.onnx")
+
+
+@pytest.mark.slow  # three exports and a VGG16
+def test_trainer_model_pt_runs_through_the_adapter_like_its_onnx_export(tmp_path, content, painting):
+    """`srstyle stylize --model model.pt`: the PyTorch adapter builds the same predictors as the ONNX files."""
+    from srstyle.train.style import save_style_net
+
+    torch.manual_seed(1)
+    net = TransformerNet(channels=8).eval()
+    save_style_net(tmp_path / "fast.pt", "fast", "transformer_net", {"channels": 8}, net, step=1, style="x")
+    export_fast(net, tmp_path / "fast_x.onnx")
+    a, b = load_style_model(tmp_path / "fast.pt"), load_style_model(tmp_path / "fast_x.onnx")
+    assert isinstance(a, StylePredictor) and a.engine is None and b.engine is not None
+    assert np.abs(a.stylize(content).astype(int) - b.stylize(content)).max() <= 1
+    meta = MetaNet(base=4, hidden=8).eval()
+    save_style_net(tmp_path / "meta.pt", "meta", "metanet", {"base": 4, "hidden": 8}, meta, step=1)
+    export_meta(meta, build_backbone("vgg16", list(META_TAPS)), tmp_path, style_size=64)
+    a, b = load_style_model(tmp_path / "meta.pt", style_size=64), load_style_model(tmp_path / "metanet.onnx")
+    assert isinstance(a, MetaStylePredictor) and b.style_size == 64
+    assert np.abs(a.stylize(content, painting).astype(int) - b.stylize(content, painting)).max() <= 1
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ModelLoadError, match="junk.pt: not a style model"):
+        load_style_model(tmp_path / "junk.pt")

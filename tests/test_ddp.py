@@ -106,7 +106,7 @@ def test_checkpoint_from_two_processes_resumes_in_one(reference, tmp_path):
     _torchrun([str(REPO / "tests" / "ddp_worker.py"), str(root), "espcn_x3", "5"], cwd=root)
     out = root / "data/models/espcn_x3"
     ckpt = torch.load(out / "checkpoints/last.pt", weights_only=True)
-    assert ckpt["step"] == 5 and not any(k.startswith("module.") for k in ckpt["model"])  # unwrapped state
+    assert ckpt["step"] == 5 and not any(k.startswith("module.") for k in ckpt["modules"]["model"])  # unwrapped state
     assert not (out / "model.pt").exists()
     params = load_params(root / "params.yaml")
     resumed = train_sr(params, "espcn_x3", root / "data/patches", out, tracking_root=root, progress=False)

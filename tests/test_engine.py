@@ -119,10 +119,12 @@ def test_service_catalog_serves_both_precisions_on_the_engine(exported, tmp_path
     patches = np.random.default_rng(0).uniform(0.06, 0.92, (64, 1, 16, 16)).astype(np.float32)
     quantize_sr_onnx(fp32, patches, Int8Config(calibration_batch=16))
     monkeypatch.setenv("SRSTYLE_SERVE_DIR", str(folder))
+    # x.int8.onnx is the int8 variant of x.onnx (one served name); engine.precision picks which file runs.
     catalog = load_catalog(engine=EngineConfig(intra_op_threads=1, allow_spinning=False))
-    assert sorted(catalog.models) == ["espcn_x3", "espcn_x3.int8"] and not catalog.errors
-    assert catalog.default_for(3).name == "espcn_x3"
-    for served in catalog.models.values():
-        assert served.model.engine.cfg.intra_op_threads == 1
-    assert catalog.models["espcn_x3.int8"].model.engine.precision == "int8"
-    assert load_catalog(engine=EngineConfig(precision="int8")).default_for(3).name == "espcn_x3.int8"
+    assert sorted(catalog.models) == ["espcn_x3"] and not catalog.errors
+    served = catalog.default_sr(3)
+    assert served.name == "espcn_x3" and served.precision == "fp32" and served.source.endswith("espcn_x3.onnx")
+    assert served.predictor.engine.cfg.intra_op_threads == 1
+    int8 = load_catalog(engine=EngineConfig(precision="int8")).default_sr(3)
+    assert int8.name == "espcn_x3" and int8.precision == "int8"
+    assert int8.predictor.engine.precision == "int8" and int8.predictor.source.endswith("espcn_x3.int8.onnx")

@@ -132,3 +132,21 @@ def test_dbpn_projection_kernels_follow_the_paper():
     assert PROJECTION[2] == (6, 2, 2) and PROJECTION[4] == (8, 4, 2) and PROJECTION[8] == (12, 8, 2)
     m = build_model("dbpn", 8, stages=2, features=8, channels=4)
     assert m(torch.rand(1, 3, 5, 6)).shape == (1, 3, 40, 48)
+
+
+def test_edsr_bicubic_residual_starts_at_bicubic():
+    import torch.nn.functional as F
+
+    model = build_model("edsr", 4, blocks=2, channels=8, residual="bicubic")
+    x = torch.rand(1, 3, 12, 10)
+    assert torch.allclose(model(x), F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False))
+    with pytest.raises(ValueError, match="residual"):
+        build_model("edsr", 4, residual="nearest")
+
+
+def test_srresnet_bicubic_residual_starts_at_bicubic():
+    import torch.nn.functional as F
+
+    model = build_model("srgan", 4, blocks=1, channels=8, residual="bicubic").eval()
+    x = torch.rand(1, 3, 12, 10)
+    assert torch.allclose(model(x), F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False))

@@ -42,7 +42,7 @@ def trained(tmp_path_factory):
     """A paper-sized ESPCN x3 trained 150 steps on the real train patches (trained weights, not random)."""
     root = tmp_path_factory.mktemp("quant")
     raw, validated = _real_corpus(root)
-    params = parse_params({"patches": {"scales": [3], "hr_size": 48, "stride": 24}})
+    params = parse_params({"patches": {"scales": [3], "modes": ["y"], "hr_size": 48, "stride": 24, "min_std": 0.0}})
     make_patches(validated, raw, root / "patches", params.patches, 0, 10**7, progress=False)
     lr = torch.from_numpy(np.load(root / "patches/train/y_x3/lr.npy").astype(np.float32) / 255)[:, None]
     hr = torch.from_numpy(np.load(root / "patches/train/y_x3/hr.npy").astype(np.float32) / 255)[:, None]
@@ -86,15 +86,31 @@ def test_int8_output_close_to_fp32_on_real_images(trained):
         assert output_psnr(ref, got) >= 40.0
 
 
-def test_u8s8_without_reduce_range_is_measurably_worse_or_equal(trained, tmp_path):
-    """The reason reduce_range is on: on CPUs without VNNI, u8s8 kernels can saturate (never better)."""
+def _vnni() -> bool:
+    from pathlib import Path
+
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").is_file() else set()
+    return bool(flags & {"avx512_vnni", "avx_vnni"})
+
+
+def test_reduce_range_trade_off_matches_the_cpu(trained, tmp_path):
+    """Why reduce_range (7-bit weights) is the default: on AVX2 CPUs without VNNI, onnxruntime's u8s8 kernels
+    accumulate pairs in int16 and full-range weights can saturate; 7-bit weights never do. With VNNI
+    (int32 accumulation) nothing saturates and 8-bit weights are the finer grid. Agreement with fp32 in dB on
+    both validation photos; the tolerance is 0.05 dB, not the 1 dB this test used to allow."""
     root, raw, _, fp32 = trained
     patches = calibration_patches(root / "patches/train/y_x3", 256)
-    good = OrtEngine(quantize_sr_onnx(fp32, patches, Int8Config(), tmp_path / "a.int8.onnx"))
-    full = OrtEngine(quantize_sr_onnx(fp32, patches, Int8Config(reduce_range=False), tmp_path / "b.int8.onnx"))
+    seven = OrtEngine(quantize_sr_onnx(fp32, patches, Int8Config(), tmp_path / "a.int8.onnx"))
+    eight = OrtEngine(quantize_sr_onnx(fp32, patches, Int8Config(reduce_range=False), tmp_path / "b.int8.onnx"))
     ref = OrtEngine(fp32)
-    x = _val_y(raw)[0]
-    assert output_psnr(ref.run(x), good.run(x)) >= output_psnr(ref.run(x), full.run(x)) - 1.0
+    xs = _val_y(raw)
+    a = float(np.mean([output_psnr(ref.run(x), seven.run(x)) for x in xs]))
+    b = float(np.mean([output_psnr(ref.run(x), eight.run(x)) for x in xs]))
+    assert a >= 40.0  # the default is faithful on every CPU
+    if _vnni():
+        assert b >= a - 0.05, (a, b)  # no saturation here: full-range weights lose nothing
+    else:
+        assert a >= b - 0.05, (a, b)  # the reason for the default: 7-bit weights never lose
 
 
 def test_export_int8_writes_both_precisions_metrics(trained):
@@ -150,3 +166,26 @@ def test_pixel_grid_represents_8bit_input_exactly(trained, tmp_path):
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     q_in = next(n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == proto.graph.input[0].name)
     assert float(inits[q_in.input[1]]) == pytest.approx(1 / 255) and int(inits[q_in.input[2]]) == 0
+
+
+def test_float_end_convs_trade_a_little_speed_for_accuracy(trained, tmp_path):
+    """export.int8.float_convs=first_last keeps the first and last convolutions in float: onnxruntime then
+    runs only the middle one as QLinearConv, and the output agrees with fp32 better than the default's."""
+    import onnxruntime as ort
+
+    from srstyle.engine import session_options
+
+    root, raw, _, fp32 = trained
+    patches = calibration_patches(root / "patches/train/y_x3", 256)
+    both = quantize_sr_onnx(fp32, patches, Int8Config(float_convs="first_last"), tmp_path / "fl.int8.onnx")
+    default = quantize_sr_onnx(fp32, patches, Int8Config(), tmp_path / "d.int8.onnx")
+    opts = session_options(EngineConfig())
+    opts.optimized_model_filepath = str(tmp_path / "fl.opt.onnx")
+    ort.InferenceSession(str(both), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    assert ops.count("QLinearConv") == 1 and sum(op in ("Conv", "FusedConv") for op in ops) == 2, ops
+    meta = {p.key: p.value for p in onnx.load(str(both)).metadata_props}
+    assert "float convs: first_last" in meta["quantization"]
+    ref, a, b = OrtEngine(fp32), OrtEngine(both), OrtEngine(default)
+    xs = _val_y(raw)
+    assert np.mean([output_psnr(ref.run(x), a.run(x)) for x in xs]) > np.mean([output_psnr(ref.run(x), b.run(x)) for x in xs])

@@ -19,7 +19,7 @@ from srstyle.io import load_rgb
 from srstyle.models.backbones import build_backbone
 from srstyle.models.style.metanet import META_TAPS, MetaNet
 from srstyle.models.style.transformer_net import TransformerNet
-from srstyle.stylize import rgb_to_ycbcr
+from srstyle.stylize import tensor_rgb_to_ycbcr_full as rgb_to_ycbcr
 from srstyle.train.style import load_style_net, train_fast_style, train_meta
 from tests.helpers import TINY_STYLE
 
@@ -130,7 +130,7 @@ def test_stylize_cli(project, trained, tmp_path, monkeypatch, capsys):
     assert chroma_diff < 0.02  # the content's colours, the style's strokes
     with pytest.raises(SystemExit, match="no trained fast model for style 'harvest'"):
         main(["stylize", str(small), str(tmp_path / "x.png"), "--style", "harvest"])
-    with pytest.raises(SystemExit, match="must be a .png"):
-        main(["stylize", str(small), str(tmp_path / "x.jpg"), "--style", "starry_night"])
+    with pytest.raises(SystemExit, match="unknown image type '.gif'"):  # .png/.jpg/.webp outputs are accepted
+        main(["stylize", str(small), str(tmp_path / "x.gif"), "--style", "starry_night"])
     with pytest.raises(SystemExit, match="meta network needs --style-image|no painting"):
         main(["stylize", str(small), str(tmp_path / "x.png"), "--method", "meta"])

@@ -17,8 +17,9 @@ from srstyle.models.backbones import (BackboneWeightsError, RobustResNet50Featur
                                       vgg_layer_names)
 from srstyle.models.style.metanet import MetaNet, style_statistics
 from srstyle.models.style.transformer_net import TransformerNet
-from srstyle.stylize import keep_content_colour, luminance_inputs, rgb_to_ycbcr, ycbcr_to_rgb
-from srstyle.train.gatys import gatys_transfer, max_increase
+from srstyle.models.style.gatys import gatys_transfer, max_increase
+from srstyle.stylize import keep_content_colour, luminance_inputs
+from srstyle.stylize import tensor_rgb_to_ycbcr_full as rgb_to_ycbcr, tensor_ycbcr_full_to_rgb as ycbcr_to_rgb
 from srstyle.train.style import build_style_loss
 from tests.http_server import FileServer
 
@@ -214,3 +215,36 @@ def test_style_statistics_layout():
     stats = style_statistics(feats)
     assert stats.shape == (1, 1920)
     assert torch.allclose(stats[0, :64], feats["relu1_2"].flatten(2).mean(2)[0])
+
+
+def test_meta_style_resume_is_exact_in_the_shared_skeleton(tmp_path):
+    """The meta network runs in train/loop.fit like every trainer: interrupted + resumed == uninterrupted."""
+    from srstyle.config import parse_params
+    from srstyle.data.style_data import StylePaths, fetch_style_data
+    from srstyle.data.validate import validate
+    from srstyle.train.style import load_style_net, train_meta
+    from tests.helpers import TINY_STYLE
+
+    params = parse_params({"seed": 3, "style": TINY_STYLE})
+    paths = StylePaths(tmp_path)
+    fetch_style_data(params.style, paths, progress=False)
+    for kind in ("content", "styles"):
+        validate(paths.raw(kind), paths.validated(kind), paths.quarantine(kind), params.validate_, min_side=32)
+    train_meta(params, paths, tmp_path / "a", progress=False)
+    assert train_meta(params, paths, tmp_path / "b", progress=False, stop_after=2).steps == 2
+    train_meta(params, paths, tmp_path / "b", progress=False)
+    a, _ = load_style_net(tmp_path / "a" / "model.pt")
+    b, _ = load_style_net(tmp_path / "b" / "model.pt")
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert (tmp_path / "a" / "curve.csv").read_text() == (tmp_path / "b" / "curve.csv").read_text()
+
+
+def test_transformer_net_resampling_options_keep_the_size():
+    from srstyle.models.style.transformer_net import TransformerNet
+
+    x = torch.rand(1, 3, 37, 50)
+    for kwargs in ({}, {"upsample": "bilinear"}, {"downsample": "avgpool"}, {"upsample": "bilinear", "downsample": "avgpool"}):
+        assert TransformerNet(channels=4, residual_blocks=1, **kwargs)(x).shape == x.shape
+    with pytest.raises(ValueError, match="upsample"):
+        TransformerNet(upsample="bicubic")

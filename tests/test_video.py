@@ -20,9 +20,15 @@ pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
+def espcn():
+    """Trained once for the module (the ONNX export and the PyTorch fallback test share it)."""
+    return trained_espcn()
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory, espcn):
     root = tmp_path_factory.mktemp("video")
-    onnx_path = export_sr_onnx(trained_espcn(), root / "espcn_x3.onnx")
+    onnx_path = export_sr_onnx(espcn, root / "espcn_x3.onnx")
     clip = synthetic_clip(root / "clip.mp4", width=64, height=48, seconds=1.0, fps=24, audio=True)
     return root, onnx_path, clip
 
@@ -126,13 +132,13 @@ def test_cli_video_and_its_errors(assets, tmp_path, capsys):
         main(["upscale", str(clip), str(tmp_path / "x.png"), "--model", str(onnx_path)])
 
 
-def test_pytorch_fallback_gives_the_same_video(assets, tmp_path):
+def test_pytorch_fallback_gives_the_same_video(assets, espcn, tmp_path):
     """A trainer model.pt (no export) runs through PyTorch; same frames as the onnxruntime engine."""
-    from srstyle.train.sr import save_model_file
+    from srstyle.models.files import save_model_file
 
     root, onnx_path, clip = assets
     pt = tmp_path / "model.pt"
-    save_model_file(pt, "espcn", 3, {"channels": [16, 8]}, trained_espcn(), step=0)
+    save_model_file(pt, "espcn", 3, {"channels": [16, 8]}, espcn, step=0)
     torch_model = load_sr_model(pt)
     assert torch_model.engine is None
     upscale_video(torch_model, clip, tmp_path / "t.mkv", VideoConfig(crf=0), progress=False)

@@ -12,18 +12,37 @@ from . import __version__
 log = logging.getLogger("srstyle")
 
 
-def _settings(args: argparse.Namespace):
-    """params.yaml (engine, video sections) when present, else the defaults; --threads overrides."""
+def _params(args: argparse.Namespace):
     from .config import ConfigError, Params, load_params
 
     try:
-        params = load_params(args.params) if Path(args.params).is_file() else Params()
+        return load_params(args.params) if Path(args.params).is_file() else Params()
     except ConfigError as exc:
         raise SystemExit(f"srstyle {args.command}: {exc}") from None
+
+
+def _settings(args: argparse.Namespace):
+    """params.yaml (engine, video sections) when present, else the defaults; --threads overrides."""
+    params = _params(args)
     engine = params.engine
     if args.threads:
         engine = engine.model_copy(update={"intra_op_threads": args.threads})
     return params, engine, args.precision
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse before any work: an output that is the input, or an image output of an unknown type."""
+    from .predict.images import format_for_path, same_file
+    from .video import is_video
+
+    if same_file(args.input, args.output):
+        raise SystemExit(f"srstyle {args.command}: output {args.output} is the input file; choose another output "
+                         "name (the input is left untouched)")
+    if not is_video(args.input):
+        try:
+            format_for_path(args.output)
+        except ValueError as exc:
+            raise SystemExit(f"srstyle {args.command}: {exc}") from None
 
 
 def _load_model(args: argparse.Namespace, engine, precision):
@@ -38,8 +57,10 @@ def _load_model(args: argparse.Namespace, engine, precision):
             precision = engine.precision
         else:
             log.warning("%s: no %s variant; running it as given", args.model, engine.precision)
+    is_uri = str(args.model).startswith(("runs:/", "models:/")) or "://" in str(args.model)
     try:
-        return load_sr_model(args.model, engine=engine, precision=precision if onnx_file else None)
+        return load_sr_model(args.model, engine=engine, precision=precision if (onnx_file or is_uri) else None,
+                             params_file=args.params)
     except ModelLoadError as exc:
         raise SystemExit(f"srstyle upscale: {exc}") from None
 
@@ -54,51 +75,68 @@ def _upscale_video(args: argparse.Namespace) -> int:
         stats = upscale_video(model, args.input, args.output, params.video, progress=not args.no_progress)
     except VideoError as exc:
         raise SystemExit(f"srstyle upscale: {exc}") from None
-    (w, h), (ow, oh) = stats.input_size, stats.output_size
-    split = ", ".join(f"{k} {v:.1f} s" for k, v in stats.stage_seconds.items())
-    print(f"{args.input} {w}x{h} -> {args.output} {ow}x{oh} (x{model.scale}, {model.source}): {stats.frames} frames "
-          f"in {stats.seconds:.1f} s = {stats.fps:.1f} fps; busy time per stage: {split}; {stats.audio_packets} audio packets copied")
+    _print_video(args, stats, f"x{model.scale}, {model.source}")
     return 0
 
 
+def _print_video(args: argparse.Namespace, stats, what: str) -> None:
+    (w, h), (ow, oh) = stats.input_size, stats.output_size
+    split = ", ".join(f"{k} {v:.1f} s" for k, v in stats.stage_seconds.items())
+    print(f"{args.input} {w}x{h} -> {args.output} {ow}x{oh} ({what}): {stats.frames} frames "
+          f"in {stats.seconds:.1f} s = {stats.fps:.1f} fps; busy time per stage: {split}; {stats.audio_packets} audio packets copied")
+
+
 def _upscale(args: argparse.Namespace) -> int:
-    from .inference import upscale_rgb
-    from .io import ImageError, load_rgb, save_png
+    from .io import save_image
+    from .predict import ImageError, decode_image
     from .video import is_video
 
+    _check_output(args)
     if is_video(args.input):
         return _upscale_video(args)
-    out = Path(args.output)
-    if out.suffix.lower() != ".png":
-        raise SystemExit(f"srstyle upscale: output {out} must be a .png file (lossless)")
     try:
-        rgb = load_rgb(args.input, max_pixels=args.max_pixels)
+        rgb = decode_image(args.input, max_pixels=args.max_pixels)
     except ImageError as exc:
         raise SystemExit(f"srstyle upscale: {exc}") from None
     _, engine, precision = _settings(args)
     model = _load_model(args, engine, precision)
-    model.tile, model.overlap, model.ensemble = args.tile, args.overlap, args.ensemble
-    result = upscale_rgb(model, rgb)
-    save_png(result, out)
-    print(f"{args.input} {rgb.shape[1]}x{rgb.shape[0]} -> {out} {result.shape[1]}x{result.shape[0]} (x{model.scale}, {model.source})")
+    try:
+        result = model.upscale(rgb, tile=args.tile, overlap=args.overlap, ensemble=args.ensemble,
+                               max_output_pixels=args.max_output_pixels)
+    except ImageError as exc:
+        raise SystemExit(f"srstyle upscale: {str(exc).replace('image:', f'{args.input}:', 1)} (--max-output-pixels)") from None
+    save_image(result, args.output)
+    print(f"{args.input} {rgb.shape[1]}x{rgb.shape[0]} -> {args.output} {result.shape[1]}x{result.shape[0]} (x{model.scale}, {model.source})")
     return 0
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_params
     from .io import ImageError
     from .models.backbones import BackboneWeightsError
     from .paths import project_root
-    from .stylize import StylizeError, stylize_file
+    from .stylize import StylizeError, style_function, stylize_file
+    from .video import VideoError, is_video, stylize_video
 
+    _check_output(args)
+    params = _params(args)
+    options = dict(root=project_root(), params=params, style=args.style, style_image=args.style_image,
+                   method=args.method, model=args.model, preserve_color=args.preserve_color,
+                   max_pixels=args.max_pixels, engine=params.engine)
     try:
-        done = stylize_file(args.input, args.output, root=project_root(), params=load_params(args.params),
-                            style=args.style, style_image=args.style_image, method=args.method, model=args.model,
-                            preserve_color=args.preserve_color, content_scale=args.content_scale,
-                            max_pixels=args.max_pixels)
-    except (StylizeError, ImageError, ConfigError, BackboneWeightsError, FileNotFoundError, ValueError) as exc:
+        if is_video(args.input):
+            if args.method == "gatys":
+                raise StylizeError("--method gatys optimises one image for minutes; videos take fast or meta")
+            if args.content_scale != 1.0:
+                raise StylizeError("--content-scale applies to images; a video keeps its frame size")
+            fn, done = style_function(**options)
+            stats = stylize_video(fn, args.input, args.output, params.video, progress=not args.no_progress,
+                                  label=done["method"])
+            _print_video(args, stats, f"{done['method']}: {done['model']}")
+            return 0
+        done = stylize_file(args.input, args.output, content_scale=args.content_scale, **options)
+    except (StylizeError, ImageError, VideoError, BackboneWeightsError, FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"srstyle stylize: {exc}") from None
-    print(f"{args.input} -> {done['output']} {done['size'][0]}x{done['size'][1]} ({done['method']}: {done['model'] if 'model' in done else ''}, {done['seconds']} s)")
+    print(f"{args.input} -> {done['output']} {done['size'][0]}x{done['size'][1]} ({done['method']}: {done['model']}, {done['seconds']} s)")
     return 0
 
 
@@ -113,17 +151,20 @@ def _models(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     from .config import load_params
     from .paths import DataPaths, project_root
-    from .registry import promote_runs
+    from .data.style_data import StylePaths
+    from .model_registry import promote_runs, promote_style
 
-    root = project_root()
-    promote_runs(load_params(args.params), DataPaths(root), root)
+    root, params = project_root(), load_params(args.params)
+    promote_runs(params, DataPaths(root), root, ship=args.ship)
+    if args.style and (StylePaths(root).eval_dir / "metrics.json").is_file():  # style chain has run
+        promote_style(params, StylePaths(root), root, ship=args.ship)
     return 0
 
 
 def _export_champions(args: argparse.Namespace) -> int:
     from .config import load_params
     from .paths import project_root
-    from .registry import export_champions
+    from .model_registry import export_champions
 
     written = export_champions(args.out, load_params(args.params).tracking, project_root())
     print("\n".join(written) or "no champion registered (run `dvc repro` first)")
@@ -181,21 +222,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("upscale", help="super-resolve a photo or a video (Y by the model, CbCr by bicubic)")
     up.add_argument("input", help="input image (PNG, JPEG, BMP, TIFF, WebP) or video (.mp4, .mkv, .mov, .webm, .avi)")
-    up.add_argument("output", help="output PNG for an image; .mp4/.mkv for a video (audio is copied)")
-    up.add_argument("--model", required=True, help="an .onnx file, a trainer model.pt, or an MLflow URI (runs:/..., models:/...)")
+    up.add_argument("output", help="output image (.png, .jpg, .webp) for an image; .mp4/.mkv for a video (audio is copied)")
+    up.add_argument("--model", required=True, help="an .onnx file, a trainer model.pt, or an MLflow URI (runs:/..., "
+                    "models:/sr-x3@champion: the project's store from params.yaml `tracking:` unless MLFLOW_TRACKING_URI)")
     up.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
     up.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse inputs larger than this")
+    up.add_argument("--max-output-pixels", type=int, default=160_000_000,
+                    help="refuse outputs larger than this (the uint8 output is held in memory: 3 bytes/pixel)")
     up.add_argument("--tile", type=int, default=512, help="LR tile side for bounded-memory inference (0 = whole image)")
     up.add_argument("--overlap", type=int, default=None, help="LR context per tile side (default: the model's receptive radius)")
     up.add_argument("--ensemble", action="store_true", help="x8 geometric self-ensemble (EDSR+ style; 8x slower)")
     up.add_argument("--precision", choices=["fp32", "int8"], default=None,
                     help="which exported variant of an .onnx model to run (default: engine.precision in params.yaml)")
-    up.add_argument("--params", default="params.yaml", help="engine/video settings (defaults when the file is absent)")
+    up.add_argument("--params", default="params.yaml", help="engine/video/tracking settings (defaults when the file is absent)")
     up.add_argument("--no-progress", action="store_true", help="video: no progress bar")
     up.set_defaults(func=_upscale)
 
     pro = sub.add_parser("promote", help="register the runs' models in MLflow and move `champion` if a challenger wins")
     pro.add_argument("--params", default="params.yaml")
+    pro.add_argument("--ship", action=argparse.BooleanOptionalAction, default=None,
+                     help="--ship: this run is meant to ship, champion may move (e.g. after `dvc exp apply`); "
+                          "--no-ship: challengers only. Default: ships unless inside `dvc exp run` or SRSTYLE_SHIP=0")
+    pro.add_argument("--style", action=argparse.BooleanOptionalAction, default=True,
+                     help="also register/promote the style models (style-<name>, style-meta)")
     pro.set_defaults(func=_promote)
 
     exp = sub.add_parser("export-champions", help="copy the champion ONNX models out of the MLflow registry")
@@ -217,17 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
     prof.set_defaults(func=_profile_args)
 
     sty = sub.add_parser("stylize", help="neural style transfer: a trained style, any painting (meta network) or Gatys")
-    sty.add_argument("input", help="content image (PNG, JPEG, BMP, TIFF, WebP)")
-    sty.add_argument("output", help="output PNG")
+    sty.add_argument("input", help="content image (PNG, JPEG, BMP, TIFF, WebP) or video (.mp4, .mkv, .mov, .webm, .avi)")
+    sty.add_argument("output", help="output image (.png, .jpg, .webp) or video (.mp4/.mkv; audio is copied)")
     sty.add_argument("--style", help="a trained fast style (style.fast.styles), e.g. starry_night; with --method gatys/meta a painting name")
     sty.add_argument("--style-image", help="any painting: the meta network styles it in one pass (or Gatys with --method gatys)")
     sty.add_argument("--method", choices=["fast", "meta", "gatys"], default=None,
                      help="default: fast with --style, meta with --style-image")
-    sty.add_argument("--model", default=None, help="model.pt to use instead of the pipeline's (data/style/models/...)")
+    sty.add_argument("--model", default=None, help="a style model instead of the pipeline's: fast_<style>.onnx, "
+                     "metanet.onnx (transformer.onnx beside it) or a trainer model.pt")
     sty.add_argument("--preserve-color", action="store_true", help="luminance-only transfer: keep the content's colours")
     sty.add_argument("--content-scale", type=float, default=1.0, help="resize the content by this factor first")
-    sty.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse inputs larger than this")
+    sty.add_argument("--max-pixels", type=int, default=40_000_000,
+                     help="refuse inputs (and, after --content-scale, network inputs) larger than this")
     sty.add_argument("--params", default="params.yaml")
+    sty.add_argument("--no-progress", action="store_true", help="video: no progress bar")
     sty.set_defaults(func=_stylize)
 
     models = sub.add_parser("models", help="list registered architectures")

@@ -7,15 +7,32 @@ fails with the dotted key that is wrong instead of deep inside a stage.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .models.names import SR_ARCHITECTURES
+
+# Largest decoded image (pixels) any stage or command accepts by default: a decompression-bomb guard.
+MAX_IMAGE_PIXELS = 40_000_000
+
+# Run, model and style names become DVC stage names, folder names and shell arguments (dvc.yaml's `cmd`
+# runs through a shell with ${key} unquoted): only these characters, so a name can never run a command.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class ConfigError(ValueError):
     """params.yaml is missing, malformed, or has a bad key; the message names the key."""
+
+
+def check_name(value: str, where: str) -> str:
+    """``value`` if it is a safe name (letters, digits, ``_ . -``), else a ValueError naming ``where``."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value) or value in (".", ".."):
+        raise ValueError(f"{where}: {value!r} is not a valid name (use only letters, digits, '_', '.', '-')")
+    return value
 
 
 class _Strict(BaseModel):
@@ -59,23 +76,24 @@ class ValidateConfig(_Strict):
         default_factory=lambda: ["RGB", "L", "RGBA", "LA", "P", "PA", "CMYK", "1", "I;16", "I;16B", "I;16L"]
     )
     allowed_formats: list[str] = Field(default_factory=lambda: ["PNG", "JPEG", "BMP", "TIFF", "WEBP"])
-    max_pixels: int = Field(40_000_000, gt=0)
+    max_pixels: int = Field(MAX_IMAGE_PIXELS, gt=0)
     max_bytes: int = Field(100_000_000, gt=0)
     # The stage fails when fewer than this fraction of the files are valid (the log says how many were lost).
     min_valid_fraction: float = Field(0.9, ge=0.0, le=1.0)
 
 
 class PatchesConfig(_Strict):
-    scales: list[int] = Field(default_factory=lambda: [3])
+    # Every scale and colour mode the default runs need (x3 Y: ESPCN/FSRCNN; x4 RGB: EDSR/SRGAN).
+    scales: list[int] = Field(default_factory=lambda: [3, 4])
     # Colour modes of the stores: "y" (BT.601 luma, for Y-channel models) and/or "rgb".
-    modes: list[Literal["y", "rgb"]] = Field(default_factory=lambda: ["y"])
-    hr_size: int = Field(48, gt=0)
-    stride: int = Field(24, gt=0)
+    modes: list[Literal["y", "rgb"]] = Field(default_factory=lambda: ["y", "rgb"])
+    hr_size: int = Field(96, gt=0)         # large: zero-padded borders stay a small part of the loss
+    stride: int = Field(48, gt=0)
     # Cap on patches per image (0 = all), taken in a seeded random order so large images don't dominate.
     max_per_image: int = Field(0, ge=0)
     # Drop training patches whose HR luma standard deviation is below this (flat sky, black borders):
     # they teach nothing bicubic does not already do. 0 keeps all. Validation stores keep every patch.
-    min_std: float = Field(0.0, ge=0.0)
+    min_std: float = Field(4.0, ge=0.0)
 
     @model_validator(mode="after")
     def _multiple_of_scales(self) -> "PatchesConfig":
@@ -89,31 +107,51 @@ class PatchesConfig(_Strict):
         return self
 
 
-class TrainConfig(_Strict):
-    """Training settings: the defaults under ``train``, overridden per model by ``recipes.<model>``
-    (the paper's optimiser, schedule and loss) and per run by the entries of ``runs.<name>``."""
+class LoopConfig(_Strict):
+    """What the shared trainer skeleton (``srstyle.train.loop.fit``) needs: budget, schedule, cadence."""
 
-    steps: int = Field(2000, gt=0)
-    batch_size: int = Field(32, gt=0)
-    optimizer: Literal["adam", "sgd"] = "adam"
+    steps: int = Field(3000, gt=0)
+    batch_size: int = Field(16, gt=0)
     lr: float = Field(1e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    loss: Literal["mse", "l1"] = "mse"
-    # Multiply lr by lr_gamma at each of these steps.
+    # Wall-clock budget in seconds (0 = off): a short warm-up measures the step rate, then the step count
+    # that fits is fixed (recorded as `steps` in train_metrics.json) and the schedule is compressed to it.
+    # A rerun with train.steps set to that count and no budget reproduces the model exactly.
+    time_budget_s: float = Field(0.0, ge=0)
+    # cosine: linear warm-up then cosine decay to min_lr_ratio * lr at the last step; step: multiply lr by
+    # lr_gamma at each of lr_milestones (scaled with the budget); constant: warm-up then flat.
+    lr_schedule: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_steps: int = Field(100, ge=0)      # at most a tenth of the steps actually run
+    min_lr_ratio: float = Field(0.01, ge=0, le=1)
     lr_milestones: list[int] = Field(default_factory=list)
     lr_gamma: float = Field(0.1, gt=0)
-    # Gradient clipping: 0 = off; by global norm, or VDSR's adjustable clipping to [-c/lr, c/lr].
-    grad_clip: float = Field(0.0, ge=0)
-    grad_clip_adjustable: bool = False
-    augment: bool = True
+    # Exponential moving average of the weights (0 = off, e.g. 0.999): validated and exported instead of
+    # the raw weights when on.
+    ema: float = Field(0.0, ge=0, lt=1)
+    # A logged window whose mean loss exceeds spike_factor x the running mean of the earlier windows is a
+    # loss spike: counted (metric loss_spikes), warned about, and never the exported model (best is kept).
+    spike_factor: float = Field(2.0, gt=1)
     checkpoint_every: int = Field(500, gt=0)
     val_every: int = Field(250, gt=0)
     log_every: int = Field(50, gt=0)
     device: str = "auto"
     threads: int = Field(0, ge=0)
-    # Adversarial training (SRGAN): MSE pre-training steps of the generator, then the GAN phase.
+
+
+class TrainConfig(LoopConfig):
+    """Training settings: the defaults under ``train``, overridden per model by ``recipes.<model>``
+    (the paper's optimiser, schedule and loss) and per run by the entries of ``runs.<name>``."""
+
+    optimizer: Literal["adam", "sgd"] = "adam"
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    loss: Literal["mse", "l1"] = "mse"
+    # Gradient clipping: 0 = off; by global norm, or VDSR's adjustable clipping to [-c/lr, c/lr].
+    grad_clip: float = Field(0.0, ge=0)
+    grad_clip_adjustable: bool = False
+    augment: bool = True
+    # Adversarial training (SRGAN): MSE pre-training steps of the generator, then `steps` GAN steps.
+    # With a time budget the budget is split between the phases in the same proportion.
     pretrain_steps: int = Field(0, ge=0)
     content_loss: Literal["mse", "vgg22", "vgg54"] = "vgg54"
     adversarial_weight: float = Field(1e-3, ge=0)
@@ -126,6 +164,14 @@ class RunSpec(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     model: str
     scale: int = Field(ge=2)
+
+    @field_validator("model")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        check_name(value, "model")
+        if value not in SR_ARCHITECTURES:
+            raise ValueError(f"model {value!r} is not a registered architecture; one of {list(SR_ARCHITECTURES)}")
+        return value
 
 
 class PerceptualConfig(_Strict):
@@ -148,6 +194,8 @@ class BenchmarkConfig(_Strict):
 class PromoteConfig(_Strict):
     # champion moves only when the challenger's validation PSNR beats it by more than this (dB).
     margin_db: float = Field(0.05, ge=0)
+    # style models (lower style-loss ratio is better): champion moves when the challenger is lower by this
+    style_margin: float = Field(0.01, ge=0)
 
 
 class ServingConfig(_Strict):
@@ -157,7 +205,11 @@ class ServingConfig(_Strict):
     tile: int = Field(256, ge=0)                    # LR tile side for large inputs (0 = whole image)
     threads: int = Field(0, ge=0)                   # onnxruntime intra-op threads (0 = default)
     max_batch_size: int = Field(8, gt=0)
-    max_latency_ms: int = Field(10000, gt=0)
+    max_latency_ms: int = Field(50, gt=0)          # a batch waits at most this long for more tiles
+    png_level: int = Field(1, ge=0, le=9)           # PNG compress level of replies (1: fast, ~same size)
+    quality: int = Field(90, ge=1, le=100)          # default JPEG/WebP quality
+    style_max_side: int = Field(1024, gt=0)         # style inputs are scaled down to this longest side
+    workers: int = Field(2, ge=1)                   # HTTP worker processes (each runs its models; 2 cores)
 
 
 class Int8Config(_Strict):
@@ -179,6 +231,8 @@ class Int8Config(_Strict):
     # model input and output quantised with scale 1/255 (exact for 8-bit pixels) instead of calibrated ranges
     pixel_grid: bool = True
     max_psnr_drop_db: float = Field(0.1, ge=0)   # target: int8 PSNR at most this far below fp32 (warned)
+    # convolutions kept in float: none | first (the input stays float) | last (the output) | first_last
+    float_convs: Literal["none", "first", "last", "first_last"] = "none"
 
 
 class ExportConfig(_Strict):
@@ -208,6 +262,12 @@ class VideoConfig(_Strict):
     queue_size: int = Field(4, gt=0)             # frames buffered between decode, inference and encode
     max_frame_pixels: int = Field(4_000_000, gt=0)  # input frame size limit (before upscaling)
     allow_spinning: bool = False                 # engine spinning while decode/encode need the cores
+
+
+def embedded_style_names() -> set[str]:
+    """Stems of the paintings shipped in ``srstyle/assets/styles`` (the `embedded` style source)."""
+    folder = Path(__file__).resolve().parent / "assets" / "styles"
+    return {p.stem for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")}
 
 
 # --- Style transfer ---------------------------------------------------------------------------------------
@@ -254,27 +314,30 @@ class StyleLossConfig(_Strict):
     tv_weight: float = Field(0.0, ge=0)
 
 
-class StyleTrainConfig(_Strict):
-    steps: int = Field(300, gt=0)
-    batch_size: int = Field(4, gt=0)
-    image_size: int = Field(128, ge=16)     # content crops (Johnson: 256 on COCO)
+class StyleTrainConfig(LoopConfig):
+    steps: int = Field(150, gt=0)
+    batch_size: int = Field(2, gt=0)
+    image_size: int = Field(96, ge=16)      # content crops (Johnson: 256 on COCO)
     style_size: int = Field(256, ge=16)     # longest side of the style image
-    lr: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["cosine", "step", "constant"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
     log_every: int = Field(25, gt=0)
+    val_every: int = Field(50, gt=0)        # style/content loss on the held-out content photos (keep-best)
     checkpoint_every: int = Field(100, gt=0)
-    device: str = "auto"
-    threads: int = Field(0, ge=0)
 
 
 class FastStyleConfig(StyleTrainConfig):
     styles: list[str] = Field(default_factory=lambda: ["starry_night"])
-    channels: int = Field(32, gt=0)         # TransformerNet width (the paper: 32)
+    channels: int = Field(16, gt=0)         # TransformerNet width (the paper: 32; 16 for the CPU demo)
     residual_blocks: int = Field(5, gt=0)
+    upsample: Literal["nearest", "bilinear"] = "nearest"   # decoder resize before each conv
+    downsample: Literal["stride", "avgpool"] = "stride"    # encoder: stride-2 convs or 2x2 average pool + conv
     loss: StyleLossConfig = StyleLossConfig()
 
 
 class MetaStyleConfig(StyleTrainConfig):
     base: int = Field(8, gt=0)              # generated transformer width (the paper's small network: 8)
+    steps: int = Field(200, gt=0)
     # Each generated weight is a sum over `hidden` head weights, each moved ~lr by Adam: keep lr small.
     lr: float = Field(3e-5, gt=0)
     hidden: int = Field(128, gt=0)          # hidden units per group of the meta network's grouped FC layer
@@ -285,7 +348,7 @@ class MetaStyleConfig(StyleTrainConfig):
 class GatysConfig(_Strict):
     backbone: BackboneConfig = BackboneConfig(arch="vgg19", pooling="avg")
     loss: StyleLossConfig = StyleLossConfig(content_tap="relu4_2", style_taps=list(STYLE_TAPS_GATYS),
-                                            content_weight=1.0, style_weight=1000.0)
+                                            content_weight=1.0, style_weight=100.0)
     iterations: list[int] = Field(default_factory=lambda: [100])   # L-BFGS iterations per pass
     sizes: list[int] = Field(default_factory=lambda: [256])        # longest side per pass; e.g. [256, 512] = coarse-to-fine
     history_size: int = Field(50, gt=0)
@@ -302,24 +365,37 @@ class GatysConfig(_Strict):
 
 
 class StyleEvaluateConfig(_Strict):
-    size: int = Field(256, ge=16)              # longest side of the evaluated content images
-    max_contents: int = Field(3, gt=0)         # held-out content images evaluated (val split)
-    gatys_iterations: int = Field(60, gt=0)    # the Gatys reference run per (content, style)
+    size: int = Field(192, ge=16)              # longest side of the evaluated content images
+    max_contents: int = Field(2, gt=0)         # held-out content images evaluated (val split)
+    gatys_iterations: int = Field(40, gt=0)    # the Gatys reference run per (content, style)
     timing_size: int = Field(512, ge=16)       # ms per timing_size^2 image
     timing_repeats: int = Field(3, gt=0)
 
 
 class StyleConfig(_Strict):
-    # Content images: the same sources as `data` (presets: coco2014); embedded = the project's photos.
-    content: DataConfig = DataConfig(embedded_grayscale=False)
+    # Content images: the same sources as `data` (presets: coco2014); embedded = the project's photos,
+    # grey ones included (more variety for the 2-core demo's training).
+    content: DataConfig = DataConfig()
     styles: StyleSetConfig = StyleSetConfig()
-    backbone: BackboneConfig = BackboneConfig()
+    # Average pooling in the loss network (as Gatys et al. recommend for synthesis): with max pooling the
+    # demo's fast net learned a 4-pixel grid texture at its 150-step budget (grid score 1.03 -> 0.42).
+    backbone: BackboneConfig = BackboneConfig(pooling="avg")
     fast: FastStyleConfig = FastStyleConfig()
     meta: MetaStyleConfig = MetaStyleConfig()
     gatys: GatysConfig = GatysConfig()
     evaluate: StyleEvaluateConfig = StyleEvaluateConfig()
     # ONNX parity on clipped 0-255 outputs against PyTorch in float64.
     export_atol: float = Field(1e-3, gt=0)
+
+    @model_validator(mode="after")
+    def _style_names(self) -> "StyleConfig":
+        embedded = embedded_style_names() if self.styles.source == "embedded" else None
+        for where, names in (("style.fast.styles", self.fast.styles), ("style.styles.held_out", self.styles.held_out)):
+            for name in names:
+                check_name(name, where)
+                if embedded is not None and name not in embedded:
+                    raise ValueError(f"{where}: {name!r} is not an embedded painting; one of {sorted(embedded)}")
+        return self
 
 
 class TrackingConfig(_Strict):
@@ -336,6 +412,8 @@ class Params(_Strict):
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     patches: PatchesConfig = PatchesConfig()
     train: TrainConfig = TrainConfig()
+    # runs, recipes and models are the demo's content, written in params.yaml (tests/test_config.py does not
+    # compare them); a parameter set that names no runs (a library caller, a test) gets ESPCN x3 alone.
     runs: dict[str, RunSpec] = Field(default_factory=lambda: {"espcn_x3": RunSpec(model="espcn", scale=3)})
     recipes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -351,6 +429,17 @@ class Params(_Strict):
     video: VideoConfig = VideoConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _safe_names(self) -> "Params":
+        for name in self.runs:
+            check_name(name, f"runs.{name}")
+        for section in ("recipes", "models"):
+            for name in getattr(self, section):
+                check_name(name, f"{section}.{name}")
+                if name not in SR_ARCHITECTURES:
+                    raise ValueError(f"{section}.{name}: not a registered architecture; one of {list(SR_ARCHITECTURES)}")
+        return self
 
     def model_kwargs(self, name: str) -> dict[str, Any]:
         return dict(self.models.get(name, {}))

@@ -13,6 +13,7 @@ and tests that use them; they are the core's objects and methods.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -44,13 +45,25 @@ def _torch_model(module, source: str) -> SRPredictor:
     return SRPredictor(run, int(module.scale), module.color, source, receptive_radius=radius, input_kind=module.input_kind)
 
 
+def _load_style_file(path: Path | str):
+    """A trainer style ``model.pt`` (a plain dict, ``weights_only``) -> (module, info); no training code."""
+    import torch
+
+    from .models.style import STYLE_NETS
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or "kind" not in payload or payload.get("arch") not in STYLE_NETS.names():
+        raise ValueError("not an srstyle style model (no kind/arch); SR models go to `srstyle upscale`")
+    net = STYLE_NETS.get(payload["arch"])(**payload["kwargs"])
+    net.load_state_dict(payload["state_dict"])
+    return net.eval(), {k: v for k, v in payload.items() if k != "state_dict"}
+
+
 def torch_style_model(path: Path | str, backbone_cfg=None, style_size: int = 256):
     """A trainer style ``model.pt`` (fast net or meta network) as a core style predictor."""
     import torch
 
-    from .train.style import load_style_net  # noqa: F401  (PyTorch path only)
-
-    net, info = load_style_net(path)
+    net, info = _load_style_file(path)
     if info["kind"] == "fast":
         @torch.no_grad()
         def run(x: np.ndarray) -> np.ndarray:
@@ -86,14 +99,34 @@ def _tracking_uri(params_file: Path | str | None) -> str:
     from .paths import project_root
     from .tracking import tracking_uri
 
-    params = Params()
+    params, root = Params(), project_root()
     if params_file is not None and Path(params_file).is_file():
         try:
             params = load_params(params_file)
         except ConfigError as exc:
             raise ModelLoadError(str(exc)) from None
-    root = Path(params_file).resolve().parent if params_file is not None and Path(params_file).is_file() else project_root()
+        root = project_root(Path(params_file).resolve().parent)  # SRSTYLE_ROOT still wins
     return tracking_uri(params.tracking, root)
+
+
+def _registry_uri(store: str) -> str:
+    return os.environ.get("MLFLOW_REGISTRY_URI") or store
+
+
+def _resolve_models_uri(uri: str, store: str) -> str:
+    """``models:/<name>@<alias>`` or ``models:/<name>/<version>`` (+ ``/sub/path``) -> the version's
+    artifact location in ``store``; other URIs unchanged."""
+    import re
+
+    import mlflow
+
+    m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))(/.*)?", uri)
+    if not m:
+        return uri
+    name, alias, version, sub = m.groups()
+    client = mlflow.MlflowClient(tracking_uri=store, registry_uri=_registry_uri(store))
+    mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+    return client.get_model_version_download_uri(name, mv.version).rstrip("/") + (sub or "")
 
 
 def _from_mlflow(uri: str, engine=None, precision: str | None = None, params_file=None) -> SRPredictor:
@@ -105,8 +138,14 @@ def _from_mlflow(uri: str, engine=None, precision: str | None = None, params_fil
                              "or set MLFLOW_TRACKING_URI to your tracking server)")
     with tempfile.TemporaryDirectory(prefix="srstyle-model-") as tmp:
         try:
-            # an explicit URI: MLflow's default (a new mlflow.db in the working directory) is never used
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=store))
+            # every MLflow call names the store: MLflow's default (a new mlflow.db in the working directory)
+            # is never touched, and models:/ URIs are resolved here because MLflow resolves them against
+            # its process-wide registry URI, not the one passed to download_artifacts
+            source = _resolve_models_uri(uri, store)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=store,
+                                                             registry_uri=_registry_uri(store)))
+        except ModelLoadError:
+            raise
         except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
             raise ModelLoadError(f"{uri}: cannot download the MLflow model from {store} ({exc})") from None
         onnx_files = sorted(local.rglob("*.onnx"), key=lambda p: (p.name.endswith(".int8.onnx"), p.name))
@@ -158,19 +197,21 @@ def load_style_model(spec: str | Path, engine=None, backbone_cfg=None, style_siz
     if not path.is_file():
         raise ModelLoadError(f"{path}: style model file not found")
     if path.suffix == ".onnx":
-        from .engine import EngineError, OnnxModel
+        import onnx
 
-        try:
-            method = OnnxModel(path, engine).meta.get("method") if path.name != "transformer.onnx" else "meta"
-        except EngineError as exc:
-            raise ModelLoadError(str(exc)) from None
-        if method == "meta":
+        try:  # the metadata only: the predictor builds the session
+            meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a bad file
+            raise ModelLoadError(f"{path}: not a readable ONNX file ({exc})") from None
+        if meta.get("method") == "meta":
             return MetaStylePredictor.from_onnx(path.with_name("metanet.onnx"), path.with_name("transformer.onnx"), engine)
         return StylePredictor.from_onnx(path, engine)
     if path.suffix in (".pt", ".pth"):
         try:
             return torch_style_model(path, backbone_cfg, style_size)
-        except (ValueError, KeyError, RuntimeError) as exc:
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a file that is not its own
             raise ModelLoadError(f"{path}: not a style model written by srstyle's trainer ({exc})") from None
     raise ModelLoadError(f"{path}: unknown model type {path.suffix!r}; expected .onnx or .pt")
 

@@ -12,9 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .models.backbones import VGG19Features
-from .models.registry import Registry
 
-LOSSES = Registry("loss")
 CONTENT_TAPS = {"vgg22": "relu2_2", "vgg54": "relu5_4"}
 
 
@@ -22,20 +20,9 @@ def _y_to_rgb(x: Tensor) -> Tensor:
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
-@LOSSES.register("mse")
 class PixelMSE(nn.Module):
-    input_kind = color = "any"
-
     def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
         return F.mse_loss(sr, hr)
-
-
-@LOSSES.register("l1")
-class PixelL1(nn.Module):
-    input_kind = color = "any"
-
-    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
-        return F.l1_loss(sr, hr)
 
 
 class PerceptualLoss(nn.Module):

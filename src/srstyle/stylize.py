@@ -21,16 +21,19 @@ from torch import Tensor, nn
 from .config import BackboneConfig, GatysConfig
 
 # JPEG/JFIF full-range YCbCr: colour preservation is a perceptual operation, not an SR benchmark protocol.
+# (srstyle.color.rgb_to_ycbcr_full is the same conversion on numpy arrays, for the prediction core.)
 _KR, _KB = 0.299, 0.114
 
 
-def rgb_to_ycbcr(x: Tensor) -> Tensor:
+def tensor_rgb_to_ycbcr_full(x: Tensor) -> Tensor:
+    """(N,3,H,W) RGB in [0,1] -> JPEG full-range YCbCr in [0,1]."""
     r, g, b = x.unbind(1)
     y = _KR * r + (1 - _KR - _KB) * g + _KB * b
     return torch.stack([y, (b - y) / (2 * (1 - _KB)) + 0.5, (r - y) / (2 * (1 - _KR)) + 0.5], 1)
 
 
-def ycbcr_to_rgb(x: Tensor) -> Tensor:
+def tensor_ycbcr_full_to_rgb(x: Tensor) -> Tensor:
+    """Inverse of :func:`tensor_rgb_to_ycbcr_full`, clamped to [0, 1]."""
     y, cb, cr = x.unbind(1)
     r = y + 2 * (1 - _KR) * (cr - 0.5)
     b = y + 2 * (1 - _KB) * (cb - 0.5)
@@ -39,13 +42,13 @@ def ycbcr_to_rgb(x: Tensor) -> Tensor:
 
 
 def luminance(x: Tensor) -> Tensor:
-    return rgb_to_ycbcr(x)[:, :1]
+    return tensor_rgb_to_ycbcr_full(x)[:, :1]
 
 
 def keep_content_colour(stylised: Tensor, content: Tensor) -> Tensor:
     """The stylised image's luminance with the content's chroma (same size)."""
-    ycc = rgb_to_ycbcr(content)
-    return ycbcr_to_rgb(torch.cat([luminance(stylised), ycc[:, 1:]], 1))
+    ycc = tensor_rgb_to_ycbcr_full(content)
+    return tensor_ycbcr_full_to_rgb(torch.cat([luminance(stylised), ycc[:, 1:]], 1))
 
 
 def luminance_inputs(content: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
@@ -93,7 +96,7 @@ class Stylizer:
     def weights_for(self, style: Tensor) -> Tensor:
         """Meta network: the generated transformer weights for one style image (1, 3, H, W)."""
         from .models.style.metanet import style_statistics
-        from .train.gatys import resize_to
+        from .models.style.gatys import resize_to
 
         feats = self.backbone(resize_to(style.to(self.device), self.style_size))
         return self.net(style_statistics(feats))[0]
@@ -104,7 +107,7 @@ class Stylizer:
         if self.method == "gatys":
             if style is None:
                 raise ValueError("gatys needs a style image")
-            from .train.gatys import gatys_transfer
+            from .models.style.gatys import gatys_transfer
 
             c, s = luminance_inputs(content, style.to(self.device)) if preserve_color else (content, style)
             sizes = sizes or [max(content.shape[-2:])] * len(iterations or self.gatys_cfg.iterations)
@@ -138,56 +141,116 @@ def find_painting(name: str, root: Path) -> Path:
     return candidates[0]
 
 
+def _default_model(paths, method: str, style: str | None) -> Path:
+    """The pipeline's model: the exported ONNX file when present (the core runs it), else the trainer's
+    model.pt (PyTorch adapter)."""
+    if method == "meta":
+        onnx_file, pt_file = paths.onnx_dir / "metanet.onnx", paths.meta_model_dir / "model.pt"
+    else:
+        onnx_file, pt_file = paths.onnx_dir / f"fast_{style}.onnx", paths.fast_model_dir(style) / "model.pt"
+    if onnx_file.is_file() and (onnx_file.parent / ("transformer.onnx" if method == "meta" else onnx_file.name)).is_file():
+        return onnx_file
+    if pt_file.is_file():
+        return pt_file
+    if method == "meta":
+        raise StylizeError(f"no trained meta network at {onnx_file} or {pt_file}; run `dvc repro` (train_meta), "
+                           "or pass --model")
+    trained = sorted(p.parent.name for p in (paths.base / "models" / "fast").glob("*/model.pt"))
+    raise StylizeError(f"no trained fast model for style {style!r} at {onnx_file} or {pt_file}; trained: "
+                       f"{trained or 'none'}. Add it to style.fast.styles and run dvc repro, or use --style-image "
+                       "(meta network)")
+
+
+def style_function(*, root: Path, params, style: str | None = None, style_image: str | None = None,
+                   method: str | None = None, model: str | None = None, preserve_color: bool = False,
+                   max_pixels: int = 40_000_000, engine=None):
+    """The feed-forward style transfer a user asked for, as ``(rgb uint8 -> rgb uint8, description)``.
+
+    Runs through the prediction core: ONNX files on onnxruntime, a ``model.pt`` through the PyTorch adapter.
+    """
+    from .data.style_data import StylePaths
+    from .inference import load_style_model
+    from .predict import MetaStylePredictor, ModelLoadError, StylePredictor, decode_image
+
+    paths = StylePaths(root)
+    method = method or ("meta" if style_image else "fast")
+    if method not in ("fast", "meta"):
+        raise StylizeError(f"unknown method {method!r}; choose fast, meta or gatys")
+    if method == "meta" and not (style_image or style):
+        raise StylizeError("the meta network needs --style-image FILE (any painting)")
+    if method == "fast" and not (style or model):
+        raise StylizeError("give --style NAME (a trained fast model), --style-image FILE, or --method gatys")
+    used = Path(model) if model else _default_model(paths, method, style)
+    try:
+        predictor = load_style_model(used, engine, params.style.backbone, params.style.meta.style_size)
+    except ModelLoadError as exc:
+        raise StylizeError(str(exc)) from None
+    if method == "fast":
+        if not isinstance(predictor, StylePredictor):
+            raise StylizeError(f"{used} is a meta network: pass --style-image FILE (or --method meta)")
+        return (lambda rgb: predictor.stylize(rgb, preserve_color=preserve_color)), {"method": "fast", "model": str(used)}
+    if not isinstance(predictor, MetaStylePredictor):
+        raise StylizeError(f"{used} is a fast style network, not the meta network: use --style NAME with it")
+    painting_file = Path(style_image) if style_image else find_painting(style, root)
+    weights = predictor.weights(decode_image(painting_file, max_pixels=max_pixels))  # once per painting
+    return ((lambda rgb: predictor.stylize(rgb, weights=weights, preserve_color=preserve_color)),
+            {"method": "meta", "model": str(used), "painting": str(painting_file)})
+
+
 def stylize_file(content: Path | str, output: Path | str, *, root: Path, params, style: str | None = None,
                  style_image: str | None = None, method: str | None = None, model: str | None = None,
                  preserve_color: bool = False, content_scale: float = 1.0, max_pixels: int = 40_000_000,
-                 progress: bool = True) -> dict:
-    """Stylise one image file; returns what was done (method, model, sizes, seconds)."""
+                 progress: bool = True, engine=None) -> dict:
+    """Stylise one image file; returns what was done (method, model, sizes, seconds).
+
+    fast/meta run through the prediction core; gatys is an optimisation (PyTorch, minutes).
+    ``max_pixels`` bounds the input and, with ``content_scale``, the image the network actually sees.
+    """
     import time
 
-    from .data.style_data import StylePaths, load_image, resize_longest, to_tensor, to_uint8
-    from .io import load_rgb, save_png
+    from .data.style_data import resize_longest
+    from .io import save_image
+    from .predict import decode_image
+    from .predict.images import ImageError, format_for_path, same_file
 
     output = Path(output)
-    if output.suffix.lower() != ".png":
-        raise StylizeError(f"output {output} must be a .png file (lossless)")
+    format_for_path(output)
+    if same_file(content, output):
+        raise StylizeError(f"{output}: the output is the input file; choose another output name (the input is kept)")
     if not 0 < content_scale <= 8:
         raise StylizeError(f"--content-scale must be in (0, 8], got {content_scale}")
-    rgb = load_rgb(content, max_pixels=max_pixels)
+    rgb = decode_image(content, max_pixels=max_pixels)
     if content_scale != 1.0:
-        rgb = resize_longest(rgb, max(16, round(max(rgb.shape[:2]) * content_scale)))
-    x = to_tensor(rgb)[None]
-    paths = StylePaths(root)
+        h, w = rgb.shape[:2]
+        longest = max(16, round(max(h, w) * content_scale))
+        nh, nw = max(1, round(h * longest / max(h, w))), max(1, round(w * longest / max(h, w)))
+        if nh * nw > max_pixels:  # checked before resizing: the scaled image is what the network sees
+            raise ImageError(f"{content}: --content-scale {content_scale} makes it {nw}x{nh} = {nw * nh} pixels, "
+                             f"over the limit of {max_pixels} (--max-pixels)")
+        rgb = resize_longest(rgb, longest)
     method = method or ("meta" if style_image else "fast")
     start = time.perf_counter()
     if method == "gatys":
-        if not (style or style_image):
-            raise StylizeError("--method gatys needs --style NAME or --style-image FILE")
-        painting = load_image(Path(style_image) if style_image else find_painting(style, root))
-        stylizer = Stylizer.gatys(params.style.gatys)
-        out = stylizer(x, painting, preserve_color=preserve_color, progress=progress)
-        used = f"gatys ({sum(params.style.gatys.iterations)} L-BFGS iterations)"
-    elif method == "meta":
-        if not style_image and not style:
-            raise StylizeError("the meta network needs --style-image FILE (any painting)")
-        painting = load_image(Path(style_image) if style_image else find_painting(style, root))
-        used = model or str(paths.meta_model_dir / "model.pt")
-        stylizer = Stylizer.from_model_file(used, params.style.backbone, style_size=params.style.meta.style_size)
-        out = stylizer(x, painting, preserve_color=preserve_color)
-    elif method == "fast":
-        if not style and not model:
-            raise StylizeError("give --style NAME (a trained fast model), --style-image FILE, or --method gatys")
-        used = model or str(paths.fast_model_dir(style) / "model.pt")
-        if not Path(used).is_file():
-            trained = sorted(p.parent.name for p in (paths.base / "models" / "fast").glob("*/model.pt"))
-            raise StylizeError(f"no trained fast model for style {style!r} at {used}; trained: {trained or 'none'}. "
-                               "Add it to style.fast.styles and run dvc repro, or use --style-image (meta network)")
-        stylizer = Stylizer.from_model_file(used)
-        if stylizer.method != "fast":
-            raise StylizeError(f"{used} is a meta network: pass --style-image FILE")
-        out = stylizer(x, preserve_color=preserve_color)
+        out, done = _gatys(rgb, root=root, params=params, style=style, style_image=style_image,
+                           preserve_color=preserve_color, max_pixels=max_pixels, progress=progress)
     else:
-        raise StylizeError(f"unknown method {method!r}; choose fast, meta or gatys")
-    save_png(to_uint8(out[0]), output)
-    return {"method": method, "model": used, "size": [int(x.shape[-1]), int(x.shape[-2])],
+        fn, done = style_function(root=root, params=params, style=style, style_image=style_image, method=method,
+                                  model=model, preserve_color=preserve_color, max_pixels=max_pixels, engine=engine)
+        out = fn(rgb)
+    save_image(out, output)
+    return {**done, "size": [int(rgb.shape[1]), int(rgb.shape[0])],
             "seconds": round(time.perf_counter() - start, 3), "output": str(output)}
+
+
+def _gatys(rgb, *, root: Path, params, style, style_image, preserve_color: bool, max_pixels: int, progress: bool):
+    from .data.style_data import to_tensor, to_uint8
+    from .predict import decode_image
+
+    if not (style or style_image):
+        raise StylizeError("--method gatys needs --style NAME or --style-image FILE")
+    painting_file = Path(style_image) if style_image else find_painting(style, root)
+    painting = to_tensor(decode_image(painting_file, max_pixels=max_pixels))[None]
+    stylizer = Stylizer.gatys(params.style.gatys)
+    out = stylizer(to_tensor(rgb)[None], painting, preserve_color=preserve_color, progress=progress)
+    return to_uint8(out[0]), {"method": "gatys", "model": f"gatys ({sum(params.style.gatys.iterations)} L-BFGS iterations)",
+                              "painting": str(painting_file)}

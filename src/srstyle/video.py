@@ -1,6 +1,9 @@
-"""Streaming video super-resolution: decode -> Y through the model -> encode, with bounded memory.
+"""Streaming video through the prediction core: decode -> model -> encode, with bounded memory.
 
-``srstyle upscale clip.mp4 out.mp4 --model espcn_x3.onnx``
+``srstyle upscale clip.mp4 out.mp4 --model espcn_x3.onnx`` (:func:`upscale_video`) and
+``srstyle stylize clip.mp4 out.mp4 --style starry_night`` (:func:`stylize_video`: RGB frames through the
+style network, same size) share one transcoding pipeline (:func:`_transcode`); this docstring describes
+the SR one.
 
 Colour: decoded video already *is* YCbCr. H.264/VP9/... at SD sizes is BT.601 studio-swing 4:2:0, the
 same Y the models were trained on (:mod:`srstyle.color`), so the path works on the decoded ``yuv420p``
@@ -30,15 +33,16 @@ import queue
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from .config import VideoConfig
-from .inference import SRModel
+from .predict.sr import SRPredictor
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +63,6 @@ class VideoStats:
     input_size: tuple[int, int] = (0, 0)   # (width, height)
     output_size: tuple[int, int] = (0, 0)
     stage_seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "infer": 0.0, "encode": 0.0})
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _umask() -> int:
@@ -190,18 +191,35 @@ class _Pipeline:
         self.stop.set()
 
 
-def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoConfig | None = None,
-                  progress: bool = True) -> VideoStats:
-    """Super-resolve every frame of ``src`` into ``dst`` (Y by the model, chroma bicubic, audio copied)."""
-    import av
+@dataclass
+class FrameOps:
+    """What one video job does to a frame, split by thread (see the module docstring).
 
-    cfg = cfg or VideoConfig()
-    src, dst = Path(src), Path(dst)
-    if model.color != "y":
-        raise VideoError(f"{model.source}: the video path runs Y-channel models; this one is {model.color!r}")
+    ``decode``: a decoded input frame -> payload (decode thread); ``infer``: payload -> payload (inference
+    thread); ``encode``: payload -> the output ``av.VideoFrame`` (encode thread); ``size``: output (w, h).
+    """
+
+    decode: Callable
+    infer: Callable
+    encode: Callable
+    size: tuple[int, int]
+
+
+def _check_paths(src: Path, dst: Path) -> None:
+    from .predict.images import same_file
+
     if not is_video(dst):
         raise VideoError(f"{dst}: output must be a video file ({', '.join(sorted(VIDEO_SUFFIXES))})")
-    s = model.scale
+    if same_file(src, dst):
+        raise VideoError(f"{dst}: the output is the input file; choose another output name (the input is kept)")
+
+
+def _transcode(src: Path, dst: Path, cfg: VideoConfig, make_ops: Callable[[int, int], FrameOps], label: str,
+               progress: bool, even: bool = True) -> VideoStats:
+    """Decode ``src``, run every frame through ``make_ops(w, h)``, encode to a temp file beside ``dst`` and
+    rename it into place; audio packets are copied in order."""
+    import av
+
     stats = VideoStats()
     start = time.perf_counter()
     container = _open_input(src)
@@ -211,13 +229,19 @@ def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoCo
     if w <= 0 or h <= 0:
         container.close()
         raise VideoError(f"{src}: video stream has no frame size (corrupt header?)")
-    if w % 2 or h % 2:
+    if even and (w % 2 or h % 2):
         container.close()
         raise VideoError(f"{src}: frame size {w}x{h} is odd; 4:2:0 video needs even width and height")
     if w * h > cfg.max_frame_pixels:
         container.close()
         raise VideoError(f"{src}: frame size {w}x{h} exceeds video.max_frame_pixels={cfg.max_frame_pixels}")
-    stats.input_size, stats.output_size = (w, h), (w * s, h * s)
+    try:
+        ops = make_ops(w, h)
+    except BaseException:
+        container.close()
+        raise
+    ow, oh = ops.size
+    stats.input_size, stats.output_size = (w, h), (ow, oh)
     audio_in = list(container.streams.audio)
 
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -231,7 +255,7 @@ def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoCo
             output = av.open(tmp_name, "w", format={".mkv": "matroska", ".m4v": "mp4", ".mov": "mov"}.get(dst.suffix.lower()))
             rate = vin.average_rate or vin.guessed_rate or Fraction(25)
             vout = output.add_stream(cfg.codec, rate=rate)
-            vout.width, vout.height, vout.pix_fmt = w * s, h * s, "yuv420p"
+            vout.width, vout.height, vout.pix_fmt = ow, oh, "yuv420p"
             vout.time_base = vin.time_base
             vout.codec_context.time_base = vin.time_base
             _copy_colour_tags(vin.codec_context, vout.codec_context, h)
@@ -248,7 +272,7 @@ def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoCo
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=vin.frames or None, unit="frame", desc=f"{src.name} x{s}", dynamic_ncols=True)
+            bar = tqdm(total=vin.frames or None, unit="frame", desc=f"{src.name} {label}", dynamic_ncols=True)
 
         def decode() -> None:
             busy = 0.0
@@ -267,10 +291,7 @@ def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoCo
                     for frame in packet.decode():
                         if (frame.width, frame.height) != (w, h):
                             raise VideoError(f"{src}: frame size changes mid-stream ({w}x{h} -> {frame.width}x{frame.height})")
-                        if frame.format.name != "yuv420p":
-                            frame = frame.reformat(format="yuv420p")
-                        y, cb, cr = _planes(frame)
-                        item = ("video", frame.pts, frame.time_base, y, upsample_chroma(cb, s), upsample_chroma(cr, s))
+                        item = ("video", frame.pts, frame.time_base, ops.decode(frame))
                         busy += time.perf_counter() - t
                         if not pipe.put(pipe.q_decoded, item):
                             return
@@ -282,12 +303,6 @@ def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoCo
             finally:
                 stats.stage_seconds["decode"] = busy
 
-        # The engine writes each frame's output into one preallocated buffer (IO binding): it is free
-        # again as soon as it is converted to uint8, before the next frame is run.
-        engine = getattr(model, "engine", None)
-        direct = engine is not None and not model.ensemble and not (model.tile and max(w, h) > model.tile)
-        out_buf = np.empty((1, 1, h * s, w * s), np.float32) if direct else None
-
         def infer() -> None:
             busy = 0.0
             try:
@@ -298,11 +313,7 @@ def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoCo
                         return
                     if item[0] == "video":
                         t = time.perf_counter()
-                        kind, pts, tb, y, cb, cr = item
-                        x = np.multiply(y, np.float32(1 / 255), dtype=np.float32)[None, None]
-                        sr = engine.run(x, out=out_buf) if direct else model.predict(x)
-                        y_sr = y_to_uint8(sr)[0, 0]
-                        item = (kind, pts, tb, y_sr, cb, cr)
+                        item = (item[0], item[1], item[2], ops.infer(item[3]))
                         busy += time.perf_counter() - t
                     if not pipe.put(pipe.q_inferred, item):
                         return
@@ -328,9 +339,8 @@ def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoCo
                     output.mux(packet)
                     stats.audio_packets += 1
                 else:
-                    _, pts, tb, y_sr, cb, cr = item
-                    frame = av.VideoFrame(w * s, h * s, "yuv420p")
-                    _fill(frame, (y_sr, cb, cr))
+                    _, pts, tb, payload = item
+                    frame = ops.encode(payload)
                     frame.pts, frame.time_base = pts, tb
                     output.mux(vout.encode(frame))
                     stats.frames += 1
@@ -375,6 +385,70 @@ def upscale_video(model: SRModel, src: Path | str, dst: Path | str, cfg: VideoCo
     stats.seconds = time.perf_counter() - start
     stats.fps = stats.frames / stats.seconds if stats.seconds else 0.0
     return stats
+
+
+def upscale_video(model: SRPredictor, src: Path | str, dst: Path | str, cfg: VideoConfig | None = None,
+                  progress: bool = True) -> VideoStats:
+    """Super-resolve every frame of ``src`` into ``dst`` (Y by the model, chroma bicubic, audio copied)."""
+    import av
+
+    cfg = cfg or VideoConfig()
+    src, dst = Path(src), Path(dst)
+    if model.color != "y":
+        raise VideoError(f"{model.source}: the video path runs Y-channel models; this one is {model.color!r}")
+    _check_paths(src, dst)
+    s = model.scale
+
+    def make_ops(w: int, h: int) -> FrameOps:
+        # The engine writes each frame's output into one preallocated buffer (IO binding): it is free
+        # again as soon as it is converted to uint8, before the next frame is run.
+        engine = getattr(model, "engine", None)
+        direct = engine is not None and not model.ensemble and not (model.tile and max(w, h) > model.tile)
+        out_buf = np.empty((1, 1, h * s, w * s), np.float32) if direct else None
+
+        def decode(frame):
+            if frame.format.name != "yuv420p":
+                frame = frame.reformat(format="yuv420p")
+            y, cb, cr = _planes(frame)
+            return y, upsample_chroma(cb, s), upsample_chroma(cr, s)
+
+        def infer(payload):
+            y, cb, cr = payload
+            x = np.multiply(y, np.float32(1 / 255), dtype=np.float32)[None, None]
+            sr = engine.run(x, out=out_buf) if direct else model.predict(x)
+            return y_to_uint8(sr)[0, 0], cb, cr
+
+        def encode(payload):
+            frame = av.VideoFrame(w * s, h * s, "yuv420p")
+            _fill(frame, payload)
+            return frame
+
+        return FrameOps(decode, infer, encode, (w * s, h * s))
+
+    return _transcode(src, dst, cfg, make_ops, f"x{s}", progress)
+
+
+def stylize_video(stylize: Callable[[np.ndarray], np.ndarray], src: Path | str, dst: Path | str,
+                  cfg: VideoConfig | None = None, progress: bool = True, label: str = "style") -> VideoStats:
+    """Every frame of ``src`` as RGB through ``stylize`` (HxWx3 uint8 -> same size uint8) into ``dst``
+    (audio copied, atomic output). The style nets see RGB (FFmpeg converts from/to the stream's YUV)."""
+    import av
+
+    cfg = cfg or VideoConfig()
+    src, dst = Path(src), Path(dst)
+    _check_paths(src, dst)
+
+    def make_ops(w: int, h: int) -> FrameOps:
+        def infer(rgb: np.ndarray) -> np.ndarray:
+            out = stylize(rgb)
+            if out.shape != rgb.shape or out.dtype != np.uint8:
+                raise VideoError(f"style model returned {out.dtype} {out.shape} for a {rgb.shape} frame")
+            return out
+
+        return FrameOps(lambda frame: frame.to_ndarray(format="rgb24"), infer,
+                        lambda rgb: av.VideoFrame.from_ndarray(rgb, format="rgb24"), (w, h))
+
+    return _transcode(src, dst, cfg, make_ops, label, progress)
 
 
 def synthetic_clip(path: Path | str, width: int = 640, height: int = 360, seconds: float = 10.0, fps: int = 24,

@@ -1,9 +1,12 @@
-"""Side-by-side pictures: LR (nearest-upscaled) | bicubic | model | HR."""
+"""Side-by-side pictures: LR (nearest-upscaled) | bicubic | model | HR.
+
+The pictures of whole images run the models through the prediction core (``model.upscale``);
+:func:`patch_strip` is the trainer's picture of a torch model on patch tensors (torch imported there).
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from ..resize import bicubic_rgb
@@ -44,19 +47,21 @@ def image_comparison(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, crop: int) 
     return strip(panels)
 
 
-@torch.no_grad()
 def patch_strip(model, store, count: int = 4) -> np.ndarray:
     """Rows of LR | bicubic | model | HR for the first ``count`` validation patches (Y or RGB stores)."""
+    import torch
+
     from ..train.sr import model_input
 
     device = next(model.parameters()).device
     idx = np.linspace(0, len(store) - 1, num=min(count, len(store))).astype(int)
     lr, hr = store.batch(idx)
-    sr = model(model_input(lr.to(device), model.input_kind, store.scale)).clamp(0, 1).cpu()
+    with torch.no_grad():
+        sr = model(model_input(lr.to(device), model.input_kind, store.scale)).clamp(0, 1).cpu()
     bic = torch.nn.functional.interpolate(lr, scale_factor=store.scale, mode="bicubic", align_corners=False).clamp(0, 1)
     near = torch.nn.functional.interpolate(lr, scale_factor=store.scale, mode="nearest")
 
-    def rgb(t: torch.Tensor) -> np.ndarray:
+    def rgb(t) -> np.ndarray:
         a = (t.permute(1, 2, 0).numpy() * 255.0)
         return _gray_to_rgb(a[..., 0]) if a.shape[-1] == 1 else np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
@@ -71,7 +76,6 @@ def _center_box(h: int, w: int, crop: int, align: int) -> tuple[int, int, int]:
 
 def all_models_comparison(models: dict, hr_rgb: np.ndarray, crop: int) -> np.ndarray:
     """One row per scale: LR | bicubic | every model of that scale | HR, all on the same HR crop."""
-    from ..inference import upscale_rgb
     from ..resize import downscale_rgb, modcrop
 
     by_scale: dict[int, list[tuple[str, object]]] = {}
@@ -93,7 +97,7 @@ def all_models_comparison(models: dict, hr_rgb: np.ndarray, crop: int) -> np.nda
                   bicubic_rgb(region, (region.shape[0] * scale, region.shape[1] * scale))[oy : oy + c, ox : ox + c]]
         labels = [f"LR x{scale}", "bicubic"]
         for name, model in entries:
-            panels.append(upscale_rgb(model, region)[oy : oy + c, ox : ox + c])
+            panels.append(model.upscale(region)[oy : oy + c, ox : ox + c])
             labels.append(name)
         panels.append(hr[y0 : y0 + c, x0 : x0 + c])
         labels.append("HR")

@@ -1,7 +1,8 @@
 """The evaluate stage: the standard SR protocol on every validation image, model against bicubic.
 
 Per image: mod-crop HR to the scale; LR = antialiased bicubic downscale of the RGB HR; the model
-super-resolves Y (BT.601) and chroma is bicubic-upscaled; PSNR and SSIM on Y with ``scale`` pixels shaved.
+super-resolves Y (BT.601) and chroma is bicubic-upscaled (the prediction core, :mod:`srstyle.predict`, for
+ONNX and torch models alike); PSNR and SSIM on Y with ``scale`` pixels shaved.
 The bicubic baseline is the bicubic upscale of the same LR image, measured the same way.
 """
 
@@ -16,19 +17,19 @@ import numpy as np
 from ..color import rgb_to_y
 from ..io import atomic_write, load_rgb, read_json, save_png, write_json
 from ..resize import bicubic_rgb, downscale_rgb, modcrop
-from ..inference import SRModel, model_y_output, upscale_rgb
+from ..predict import SRPredictor
 from .compare import image_comparison
 from .metrics import psnr, ssim
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_image(model: SRModel, hr_rgb: np.ndarray) -> dict:
+def evaluate_image(model: SRPredictor, hr_rgb: np.ndarray) -> dict:
     s = model.scale
     hr = modcrop(hr_rgb, s)
     lr = downscale_rgb(hr, s)
     hr_y = rgb_to_y(hr)
-    sr_y = model_y_output(model, lr)
+    sr_y = model.luma(lr)
     bic_y = rgb_to_y(bicubic_rgb(lr, hr.shape[:2]))
     return {
         "psnr": psnr(sr_y, hr_y, border=s),
@@ -41,7 +42,7 @@ def evaluate_image(model: SRModel, hr_rgb: np.ndarray) -> dict:
 
 
 def evaluate_sr(
-    model: SRModel, validated_dir: Path, raw_dir: Path, out_dir: Path, *, crop: int = 96, max_pixels: int = 40_000_000
+    model: SRPredictor, validated_dir: Path, raw_dir: Path, out_dir: Path, *, crop: int = 96, max_pixels: int = 40_000_000
 ) -> dict:
     """Evaluate on the validation split; writes metrics.json, per_image.csv and comparison.png."""
     manifest = [m for m in read_json(validated_dir / "manifest.json") if m["split"] == "val"]
@@ -53,7 +54,7 @@ def evaluate_sr(
         row = {"image": m["file"], **evaluate_image(model, hr)}
         rows.append(row)
         lr = downscale_rgb(modcrop(hr, model.scale), model.scale)
-        strips.append(image_comparison(lr, upscale_rgb(model, lr), modcrop(hr, model.scale), crop))
+        strips.append(image_comparison(lr, model.upscale(lr), modcrop(hr, model.scale), crop))
         log.info("%s: %.2f dB (bicubic %.2f dB)", m["file"], row["psnr"], row["bicubic_psnr"])
 
     def mean(key: str) -> float:

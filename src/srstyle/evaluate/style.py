@@ -27,7 +27,7 @@ from ..data.style_data import StylePaths, load_image, style_names, to_uint8, val
 from ..io import atomic_write, write_json
 from ..losses import StyleTransferLoss
 from ..stylize import Stylizer, luminance
-from ..train.gatys import max_increase, resize_to
+from ..models.style.gatys import max_increase, resize_to
 from ..train.style import build_style_loss
 from .metrics import ssim
 
@@ -106,7 +106,7 @@ def evaluate_style(params: Params, paths: StylePaths, out_dir: Path, *, tracking
     increases = []
     jobs = [(c, s) for c in contents for s in gatys_styles]
     for c_name, s_name in tqdm(jobs, desc="gatys reference", disable=not progress):
-        from ..train.gatys import gatys_transfer
+        from ..models.style.gatys import gatys_transfer
 
         res = gatys_transfer(contents[c_name], style_images[s_name], cfg.gatys, gatys.gatys_loss,
                              iterations=[ecfg.gatys_iterations], sizes=[ecfg.size])

@@ -66,8 +66,23 @@ def _reader(patches: np.ndarray, batch: int, input_name: str):
     return PatchReader()
 
 
+def _end_convs(model_path: Path, which: str) -> list[str]:
+    """Names of the first and/or last Conv of an SR graph (``which``: none, first, last, first_last)."""
+    import onnx
+
+    if which == "none":
+        return []
+    graph = onnx.load(str(model_path)).graph
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    picked = {"first": convs[:1], "last": convs[-1:], "first_last": convs[:1] + convs[-1:]}[which]
+    return [n.name for n in picked]
+
+
 def quantize_sr_onnx(fp32_path: Path, patches: np.ndarray, cfg: Int8Config, out_path: Path | None = None) -> Path:
-    """Write the int8 QDQ variant of ``fp32_path`` (default ``<name>.int8.onnx`` beside it); return its path."""
+    """Write the int8 QDQ variant of ``fp32_path`` (default ``<name>.int8.onnx`` beside it); return its path.
+
+    ``cfg.float_convs`` keeps the first and/or last convolution in float (the input's or the output's
+    rounding is then the only one there): a little accuracy for a little speed (see README, int8)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -91,10 +106,12 @@ def quantize_sr_onnx(fp32_path: Path, patches: np.ndarray, cfg: Int8Config, out_
             model_in = Path(tmp) / "pre.onnx"
             quant_pre_process(str(fp32_path), str(model_in), skip_symbolic_shape=False)
         raw_out = Path(tmp) / "int8.onnx"
+        float_convs = _end_convs(model_in, cfg.float_convs)
         quantize_static(
             str(model_in), str(raw_out), _reader(patches, cfg.calibration_batch, source.graph.input[0].name),
             quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel, activation_type=qtype[cfg.activation_type],
             weight_type=qtype[cfg.weight_type], calibrate_method=method, reduce_range=cfg.reduce_range,
+            nodes_to_exclude=float_convs,
             extra_options={"ActivationSymmetric": cfg.activation_type == "int8", "CalibPercentile": cfg.percentile},
         )
         proto = onnx.load(str(raw_out))
@@ -105,7 +122,8 @@ def quantize_sr_onnx(fp32_path: Path, patches: np.ndarray, cfg: Int8Config, out_
                      f"{len(patches)} LR patches, weights {cfg.weight_type}{' per-channel' if cfg.per_channel else ''}, "
                      f"activations {cfg.activation_type}{', reduce_range' if cfg.reduce_range else ''}"
                      f"{f', {rewritten} Tanh as table-lookup Sigmoid' if rewritten else ''}"
-                     f"{f', input/output on the 8-bit pixel grid ({pinned})' if pinned else ''}", "fp32_file": fp32_path.name})
+                     f"{f', input/output on the 8-bit pixel grid ({pinned})' if pinned else ''}"
+                     f"{f', float convs: {cfg.float_convs}' if float_convs else ''}", "fp32_file": fp32_path.name})
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, str(value)
@@ -268,14 +286,14 @@ def output_psnr(a: np.ndarray, b: np.ndarray) -> float:
 def int8_report(fp32_path: Path, int8_path: Path, validated_dir: Path, raw_dir: Path, engine: EngineConfig | None = None,
                 *, max_pixels: int = 40_000_000) -> dict:
     """PSNR/SSIM of both precisions on the validation split (the evaluate protocol) and their agreement."""
-    from ..evaluate.sr import evaluate_sr
-    from ..inference import load_sr_model
-    from ..io import load_rgb, read_json
-    from ..resize import downscale_rgb, modcrop
     from ..color import rgb_to_y
+    from ..evaluate.sr import evaluate_sr
+    from ..io import load_rgb, read_json
+    from ..predict import SRPredictor
+    from ..resize import downscale_rgb, modcrop
 
-    fp32 = load_sr_model(fp32_path, engine=engine)
-    int8 = load_sr_model(int8_path, engine=engine)
+    fp32 = SRPredictor.from_onnx(fp32_path, engine)
+    int8 = SRPredictor.from_onnx(int8_path, engine)
     with tempfile.TemporaryDirectory(prefix="srstyle-int8-eval-") as tmp:
         m32 = evaluate_sr(fp32, validated_dir, raw_dir, Path(tmp) / "fp32", max_pixels=max_pixels)
         m8 = evaluate_sr(int8, validated_dir, raw_dir, Path(tmp) / "int8", max_pixels=max_pixels)

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..io import write_json
 from ..models.style.metanet import META_TAPS, MetaNet, style_statistics
 from .graph import export_graph, max_abs_diff, ort_session
 
@@ -103,6 +102,3 @@ def export_meta(metanet: MetaNet, backbone: nn.Module, out_dir: Path, *, style_s
             "weights_max_abs_diff": weights_diff, "max_abs_diff_255": diff,
             "max_abs_diff_255_vs_torch_float32": max_abs_diff(got, expected32), "generated_weights": k}
 
-
-def write_report(report: dict, path: Path) -> None:
-    write_json({k: v for k, v in report.items() if isinstance(v, (int, float))}, path)

@@ -16,7 +16,6 @@ Inputs are always RGB in [0, 1]; the backbone applies the normalisation its weig
 from __future__ import annotations
 
 import logging
-import os
 from importlib import resources
 from pathlib import Path
 
@@ -277,6 +276,3 @@ def build_backbone(arch: str, taps: list[str], weights: str | Path | None = None
         return RobustResNet50Features(taps, weights)
     return VGGFeatures(taps, arch, weights, allow_random_init, pooling)
 
-
-def torch_home_note() -> str:
-    return os.environ.get("TORCH_HOME", str(Path(torch.hub.get_dir()).parent))

@@ -16,9 +16,15 @@ from torch import nn
 
 
 class Registry:
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, loader: Callable[[], None] | None = None):
         self.kind = kind
         self._items: dict[str, type] = {}
+        self._loader = loader  # imports the built-in entries on first lookup
+
+    def _load(self) -> None:
+        if self._loader is not None:
+            loader, self._loader = self._loader, None
+            loader()
 
     def register(self, name: str) -> Callable[[type], type]:
         def decorator(cls: type) -> type:
@@ -34,16 +40,25 @@ class Registry:
         return decorator
 
     def get(self, name: str) -> type:
+        self._load()
         try:
             return self._items[name]
         except KeyError:
             raise KeyError(f"unknown {self.kind} {name!r}; registered: {sorted(self._items)}") from None
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._items)
 
 
-MODELS = Registry("model")
+def load_builtins() -> None:
+    """Register the built-in SR architectures (one module each under ``models/sr``)."""
+    import importlib
+
+    importlib.import_module("srstyle.models.sr")
+
+
+MODELS = Registry("model", loader=load_builtins)
 
 
 def build_model(name: str, scale: int, **kwargs: Any) -> nn.Module:

@@ -38,30 +38,34 @@ class ImageError(ValueError):
 
 
 # What a refused file most likely is, from its first bytes: a clearer message than "cannot identify".
+# (description, Pillow format name when it is an image format)
 _SIGNATURES = (
-    (b"GIF87a", "a GIF"), (b"GIF89a", "a GIF"), (b"%PDF", "a PDF document"), (b"\x89PNG", "a PNG"),
-    (b"\xff\xd8\xff", "a JPEG"), (b"RIFF", "a RIFF (WebP/AVI/WAV) file"), (b"BM", "a BMP"),
-    (b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"), (b"\x00\x00\x01\x00", "an ICO icon"),
-    (b"PK\x03\x04", "a ZIP archive"), (b"\x1f\x8b", "a gzip file"),
+    (b"GIF87a", "a GIF", "GIF"), (b"GIF89a", "a GIF", "GIF"), (b"%PDF", "a PDF document", None),
+    (b"\x89PNG", "a PNG", "PNG"), (b"\xff\xd8\xff", "a JPEG", "JPEG"), (b"RIFF", "a RIFF (WebP/AVI/WAV) file", None),
+    (b"BM", "a BMP", "BMP"), (b"II*\x00", "a TIFF", "TIFF"), (b"MM\x00*", "a TIFF", "TIFF"),
+    (b"\x00\x00\x01\x00", "an ICO icon", "ICO"), (b"PK\x03\x04", "a ZIP archive", None), (b"\x1f\x8b", "a gzip file", None),
 )
 
 
-def _looks_like(head: bytes) -> str:
-    for magic, what in _SIGNATURES:
+def _looks_like(head: bytes) -> tuple[str, str | None]:
+    """(what the bytes look like, the Pillow format if it is an image format)."""
+    for magic, what, fmt in _SIGNATURES:
         if head.startswith(magic):
-            return what
+            return what, fmt
+    if head[:1] == b"P" and head[1:2] in b"1234567" and head[2:3] in (b" ", b"\t", b"\r", b"\n"):
+        return "a PNM (PBM/PGM/PPM) image", "PPM"
     if len(head) >= 12 and head[4:8] == b"ftyp":
-        return "an ISO media file (HEIC/AVIF/MP4)"
+        return "an ISO media file (HEIC/AVIF/MP4)", "HEIF"
     text = head.lstrip().lower()
     if text.startswith((b"<svg", b"<?xml")) or b"<svg" in head.lower():
-        return "an SVG/XML document"
+        return "an SVG/XML document", None
     if text.startswith((b"<!doctype html", b"<html")):
-        return "an HTML page"
+        return "an HTML page", None
     try:
         head.decode("utf-8")
-        return "a text file"
+        return "a text file", None
     except UnicodeDecodeError:
-        return "an unknown binary file"
+        return "an unknown binary file", None
 
 
 def _declared_size_ok(img: Image.Image, name: str, max_pixels: int) -> None:
@@ -102,11 +106,14 @@ def open_image(source: bytes | Path | str, *, allowed_formats=ALLOWED_FORMATS, m
         try:
             img = Image.open(fp, formats=formats)
         except UnidentifiedImageError:
-            what = _looks_like(head)
+            what, fmt = _looks_like(head)
             accepted = ", ".join(formats or ["any Pillow format"])
-            raise ImageError(f"{name}: not an accepted image (looks like {what}); accepted formats: {accepted}") from None
+            if fmt is not None and formats is not None and fmt not in formats:
+                raise ImageError(f"{name}: image format not accepted (it looks like {what}); send one of {accepted}") from None
+            raise ImageError(f"{name}: not a recognised image (it looks like {what}); send one of {accepted}") from None
         except Image.DecompressionBombError as exc:
-            raise ImageError(f"{name}: declared size is too large ({exc}); refusing to decode it") from None
+            raise ImageError(f"{name}: declared size exceeds the limit of {max_pixels} pixels and Pillow's own "
+                             f"({exc}); possible decompression bomb, not decoded") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"{name}: cannot read the image header: {exc}") from None
         stack.enter_context(img)

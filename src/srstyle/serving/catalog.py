@@ -1,36 +1,55 @@
 """Which models the service serves, loaded without BentoML so it can be tested on its own.
 
 Sources, first match wins:
-* ``SRSTYLE_SERVE_DIR``: a folder of ``.onnx`` files exported by srstyle (a built Bento, tests);
-* the MLflow registry: the ``champion`` alias of every registered model named ``sr-x<scale>``
-  (``MLFLOW_TRACKING_URI``, else the project's SQLite store under ``SRSTYLE_ROOT`` / the working directory).
-Nothing found is not an error: the service starts and reports not-ready.
+
+* ``SRSTYLE_SERVE_DIR``: a folder of srstyle ``.onnx`` exports (a built Bento, tests). What each file is
+  comes from its own metadata: SR (``scale``), fast style (``method: johnson``, ``style``), meta network
+  (``method: meta`` with a ``weights`` output; its transformer is ``<stem>.transformer.onnx`` or
+  ``transformer.onnx`` beside it). ``<x>.int8.onnx`` is the int8 variant of ``<x>.onnx``, used when
+  ``engine.precision`` is int8. ``catalog.json`` (written by ``srstyle export-champions``) adds versions.
+* the MLflow registry: the ``champion`` of every ``sr-x<scale>`` and ``style-*`` registered model
+  (``MLFLOW_TRACKING_URI``, else the project's store from params.yaml ``tracking:``).
+
+Nothing found is not an error: the service starts and reports not-ready. A file that does not load is
+reported (``/models`` ``errors``) and skipped; it never takes the service down.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..inference import SRModel, load_sr_model
+from ..predict import MetaStylePredictor, ModelLoadError, SRPredictor, StylePredictor
 
 log = logging.getLogger(__name__)
+INT8_SUFFIX = ".int8.onnx"
 
 
 @dataclass
 class ServedModel:
-    name: str
-    scale: int
-    model: SRModel
+    name: str           # the name clients use: "sr-x3"/"espcn_x3" for SR, the style name for styles, "meta"
+    kind: str           # "sr", "style" or "meta"
+    predictor: object   # SRPredictor | StylePredictor | MetaStylePredictor
     source: str
     version: str | None = None
+    precision: str = "fp32"
     metrics: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def scale(self) -> int | None:
+        return getattr(self.predictor, "scale", None) if self.kind == "sr" else None
+
     def describe(self) -> dict:
-        return {"name": self.name, "scale": self.scale, "color": self.model.color, "source": self.source, "version": self.version,
-                "metrics": self.metrics, "receptive_radius": self.model.receptive_radius}
+        d = {"name": self.name, "kind": self.kind, "source": self.source, "version": self.version,
+             "precision": self.precision, "metrics": self.metrics}
+        if self.kind == "sr":
+            p = self.predictor
+            d.update(scale=p.scale, color=p.color, receptive_radius=p.receptive_radius)
+        return d
 
 
 @dataclass
@@ -42,65 +61,147 @@ class Catalog:
     def ready(self) -> bool:
         return bool(self.models)
 
-    def default_for(self, scale: int) -> ServedModel | None:
-        for m in self.models.values():
-            if m.scale == scale and m.name.startswith("sr-x"):
-                return m
-        return next((m for m in self.models.values() if m.scale == scale), None)
+    def of_kind(self, kind: str) -> dict[str, ServedModel]:
+        return {k: m for k, m in self.models.items() if m.kind == kind}
+
+    def default_sr(self, scale: int) -> ServedModel | None:
+        matches = [m for m in self.of_kind("sr").values() if m.scale == scale]
+        return next((m for m in matches if m.name.startswith("sr-x")), matches[0] if matches else None)
+
+    def describe(self) -> dict:
+        return {"ready": self.ready, "models": {k: m.describe() for k, m in self.models.items()},
+                "styles": sorted(self.of_kind("style")), "arbitrary_style": bool(self.of_kind("meta")),
+                "scales": sorted({m.scale for m in self.of_kind("sr").values()}), "errors": self.errors}
 
 
-def _from_dir(folder: Path, threads: int, engine=None) -> Catalog:
+def _metadata(path: Path) -> tuple[dict[str, str], list[str]]:
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a corrupt file
+        raise ModelLoadError(f"{path.name}: not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+    return {p.key: p.value for p in proto.metadata_props}, [o.name for o in proto.graph.output]
+
+
+def _transformer_for(path: Path) -> Path:
+    for candidate in (path.with_name(path.name.removesuffix(".onnx") + ".transformer.onnx"),
+                      path.with_name("transformer.onnx")):
+        if candidate.is_file():
+            return candidate
+    raise ModelLoadError(f"{path.name}: meta network without its transformer graph "
+                         f"({path.stem}.transformer.onnx or transformer.onnx beside it)")
+
+
+def load_file(path: Path, engine, name: str | None = None, precision: str = "fp32",
+              int8_path: Path | None = None, transformer: Path | None = None) -> ServedModel | None:
+    """One ONNX export as a served model; None for a file that is only part of another (a transformer)."""
+    meta, outputs = _metadata(path)
+    chosen, used = path, "fp32"
+    if precision == "int8":
+        candidate = int8_path or path.with_name(path.name.removesuffix(".onnx") + INT8_SUFFIX)
+        if candidate.is_file():
+            chosen, used = candidate, "int8"
+    if "scale" in meta:
+        p = SRPredictor.from_onnx(chosen, engine)
+        return ServedModel(name or path.stem, "sr", p, str(path), precision=used)
+    method = meta.get("method")
+    if method == "johnson":
+        style = meta.get("style") or (name or path.stem).removeprefix("style-").removeprefix("fast_")
+        return ServedModel(style, "style", StylePredictor.from_onnx(chosen, engine), str(path), precision=used)
+    if method == "meta":
+        if "weights" not in outputs:
+            return None  # the transformer half of a meta network: loaded with its metanet
+        p = MetaStylePredictor.from_onnx(path, transformer or _transformer_for(path), engine)
+        return ServedModel("meta", "meta", p, str(path))
+    raise ModelLoadError(f"{path.name}: not an srstyle export (no 'scale' or 'method' in its metadata); "
+                         "export it with `srstyle export` / the export stages")
+
+
+def _from_dir(folder: Path, engine, precision: str) -> Catalog:
     catalog = Catalog()
-    # The precision engine.precision asks for comes first, so it is the default for its scale.
-    int8_first = getattr(engine, "precision", "fp32") == "int8"
-    for path in sorted(folder.glob("*.onnx"), key=lambda p: (p.name.endswith(".int8.onnx") != int8_first, p.name)):
+    extra = {}
+    if (folder / "catalog.json").is_file():
+        extra = json.loads((folder / "catalog.json").read_text())
+    for path in sorted(folder.glob("*.onnx")):
+        if path.name.endswith(INT8_SUFFIX) or path.name.endswith(".transformer.onnx"):
+            continue  # variants and halves, loaded with their main file
         try:
-            model = load_sr_model(path, threads=threads, engine=engine)
-        except Exception as exc:  # noqa: BLE001 - one bad file must not take the service down
+            served = load_file(path, engine, precision=precision)
+        except (ModelLoadError, ValueError, OSError) as exc:
             catalog.errors.append(f"{path.name}: {exc}")
             continue
-        catalog.models[path.stem] = ServedModel(path.stem, model.scale, model, str(path))
+        if served is None:
+            continue
+        info = extra.get(path.stem, {})
+        served.version, served.metrics = info.get("version"), info.get("metrics", {})
+        if served.name in catalog.models:
+            catalog.errors.append(f"{path.name}: a second model named {served.name!r}; kept {catalog.models[served.name].source}")
+            continue
+        catalog.models[served.name] = served
     return catalog
 
 
-def _from_registry(threads: int, engine=None) -> Catalog:
+def _from_registry(engine, precision: str) -> Catalog:
     import mlflow
 
-    from ..config import TrackingConfig
+    from ..config import ConfigError, TrackingConfig, load_params
+    from ..model_registry import champion_files, champion_names, download_champion
     from ..paths import project_root
     from ..tracking import tracking_uri
 
     catalog = Catalog()
-    uri = tracking_uri(TrackingConfig(), project_root())
+    root = project_root()
+    cfg = TrackingConfig()
+    params_file = Path(os.environ.get("SRSTYLE_PARAMS", root / "params.yaml"))
+    if params_file.is_file():
+        try:
+            cfg = load_params(params_file).tracking
+        except ConfigError:
+            pass
+    uri = tracking_uri(cfg, root)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         catalog.errors.append(f"no MLflow store at {uri} (run `dvc repro` first, or set MLFLOW_TRACKING_URI)")
         return catalog
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient()
     try:
-        registered = client.search_registered_models()
+        names = champion_names()
     except Exception as exc:  # noqa: BLE001
         catalog.errors.append(f"MLflow registry unavailable: {exc}")
         return catalog
-    for rm in registered:
-        if not rm.name.startswith("sr-x"):
+    for name in names:
+        # onnxruntime reads the file at session creation: the download is deleted right after loading.
+        with tempfile.TemporaryDirectory(prefix="srstyle-serve-") as tmp:
+            try:
+                folder, mv = download_champion(name, Path(tmp))
+                files = champion_files(folder)
+                main = files["main"]
+                int8 = next((p for n, p in files.items() if n.endswith(INT8_SUFFIX)), None)
+                served = load_file(main, engine, name=name, precision=precision, int8_path=int8,
+                                   transformer=next((p for n, p in files.items() if n.endswith("transformer.onnx")), None))
+            except Exception as exc:  # noqa: BLE001 - one bad version must not take the service down
+                catalog.errors.append(f"{name}@champion: {exc}")
+                continue
+        if served is None:
+            catalog.errors.append(f"{name}@champion: a transformer graph without its meta network")
             continue
-        try:
-            mv = client.get_model_version_by_alias(rm.name, "champion")
-            model = load_sr_model(f"models:/{rm.name}@champion", threads=threads, engine=engine)
-        except Exception as exc:  # noqa: BLE001
-            catalog.errors.append(f"{rm.name}@champion: {exc}")
-            continue
-        metrics = {k.removeprefix("metric."): float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
-        catalog.models[rm.name] = ServedModel(rm.name, model.scale, model, f"models:/{rm.name}@champion", mv.version, metrics)
+        served.source = f"models:/{name}@champion"
+        served.version = str(mv.version)
+        served.metrics = {k.removeprefix("metric."): float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
+        if served.kind == "sr":
+            served.name = name
+        catalog.models[served.name] = served
     return catalog
 
 
-def load_catalog(threads: int = 0, engine=None) -> Catalog:
-    """Every model runs on the shared engine (srstyle.engine) with ``engine`` settings; ``threads`` overrides
-    its intra-op threads. A folder may hold both precisions: ``x.onnx`` and ``x.int8.onnx`` serve as two names."""
+def load_catalog(engine=None, precision: str | None = None) -> Catalog:
+    """Every model runs on the shared onnxruntime engine with ``engine`` settings (EngineConfig)."""
+    from ..config import EngineConfig
+
+    engine = engine or EngineConfig()
+    precision = precision or getattr(engine, "precision", "fp32")
     folder = os.environ.get("SRSTYLE_SERVE_DIR")
-    catalog = _from_dir(Path(folder), threads, engine) if folder else _from_registry(threads, engine)
+    catalog = _from_dir(Path(folder), engine, precision) if folder else _from_registry(engine, precision)
     for err in catalog.errors:
         log.warning("not served: %s", err)
     log.info("serving %s", sorted(catalog.models) or "nothing (not ready)")

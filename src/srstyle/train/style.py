@@ -6,34 +6,33 @@
   each step draws one training style and a batch of content crops, and the loss flows through the generated
   weights into the meta network.
 
-Both share the loop below: seeded sampling kept in checkpoints (exact resume), tqdm, MLflow (params, losses,
-samples picture, curve), and a ``model.pt`` loadable with ``torch.load(weights_only=True)``.
+Both run in the shared skeleton (:func:`srstyle.train.loop.fit`: budget, schedule, exact resume, keep-best
+on the held-out content photos, MLflow, progress) and write a ``model.pt`` loadable with
+``torch.load(weights_only=True)`` and a ``samples.png``.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from ..config import BackboneConfig, Params, StyleLossConfig, StyleTrainConfig
 from ..data.style_data import ContentCrops, StylePaths, load_image, style_names, to_uint8, validated_files
 from ..data.download import sha256_file
-from ..io import atomic_write, write_json
 from ..losses import StyleTransferLoss, gram_matrix
 from ..models.backbones import build_backbone
 from ..models.style import STYLE_NETS
 from ..models.style.metanet import META_TAPS, MetaNet, style_statistics
 from ..models.style.transformer_net import TransformerNet
-from .loop import Progress, fingerprint, load_checkpoint, save_checkpoint, seed_everything, select_device
+from .checkpoints import durable_save
+from .loop import Trainer, fingerprint, fit, seed_everything, select_device
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,8 @@ def build_style_loss(loss_cfg: StyleLossConfig, backbone_cfg: BackboneConfig, ex
 
 def save_style_net(path: Path, kind: str, arch: str, kwargs: dict, net: nn.Module, step: int, **info) -> None:
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    save_checkpoint(path, {"kind": kind, "arch": arch, "kwargs": kwargs, "step": step, "state_dict": state,
-                           **{k: str(v) for k, v in info.items()}})
+    durable_save({"kind": kind, "arch": arch, "kwargs": kwargs, "step": step, "state_dict": state,
+                  **{k: str(v) for k, v in info.items()}}, path)
 
 
 def load_style_net(path: Path | str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -76,15 +75,6 @@ def load_style_net(path: Path | str, device: str | torch.device = "cpu") -> tupl
     return net.to(device).eval(), info
 
 
-def _write_curve(path: Path, history: list[dict]) -> None:
-    keys = ["step"] + sorted({k for row in history for k in row} - {"step"})
-    with atomic_write(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: row.get(k, "") for k in keys})
-
-
 def samples_picture(stylize: Callable[[Tensor], Tensor], contents: list[Tensor]) -> np.ndarray:
     """Contents on the top row, their stylised versions below (RGB uint8), same height per column."""
     cols = []
@@ -97,86 +87,59 @@ def samples_picture(stylize: Callable[[Tensor], Tensor], contents: list[Tensor])
     return np.concatenate(padded, axis=1)
 
 
-def _train_loop(*, params: Params, kind: str, run_name: str, cfg: StyleTrainConfig, net: nn.Module,
-                step_fn: Callable[[Tensor, np.random.Generator], dict[str, Tensor]], crops: ContentCrops,
-                out_dir: Path, fp: str, logged: dict, tracking_root: Path | None, progress: bool,
-                stop_after: int | None, device: torch.device, save_fn: Callable[[int], None],
-                stylize: Callable[[Tensor], Tensor], samples: list[Tensor]) -> StyleTrainResult:
+def _run_style(*, params: Params, kind: str, run_name: str, cfg: StyleTrainConfig, net: nn.Module,
+               step_fn: Callable[[Tensor, np.random.Generator], dict[str, Tensor]], crops: ContentCrops,
+               out_dir: Path, fp: str, logged: dict, tracking_root: Path | None, progress: bool,
+               stop_after: int | None, device: torch.device, save_fn: Callable[[Path, nn.Module, int], None],
+               val_fn: Callable[[nn.Module], dict[str, float]], stylize: Callable[[Tensor], Tensor],
+               samples: list[Tensor]) -> StyleTrainResult:
+    """Hand a style network to the shared skeleton: its step (content crops -> perceptual loss -> Adam),
+    its validation (the loss on held-out content photos, lower is better) and its files (model.pt and
+    samples.png, written from the exported weights)."""
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    state = Progress(len(crops), cfg.batch_size, params.seed)
-    ckpt_path = out_dir / "checkpoints" / "last.pt"
-    ckpt = load_checkpoint(ckpt_path)
-    if ckpt is not None and ckpt.get("fingerprint") == fp:
-        net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state.load(ckpt)
-        log.info("resuming %s from step %d (%s)", run_name, state.step, ckpt_path)
-    elif ckpt is not None:
-        log.info("ignoring %s: it was made with a different configuration", ckpt_path)
-    start, history = state.step, state.history
 
-    mlflow = None
-    if tracking_root is not None:
-        import mlflow
-
-        from ..tracking import start_training_run
-
-        tags = {"task": "style-transfer", "srstyle.run": run_name, "srstyle.style_method": kind, "srstyle.fingerprint": fp}
-        state.run_id = start_training_run(params.tracking, tracking_root, out_dir, run_name, state.run_id, start == 0,
-                                          logged, tags)
-
-    def checkpoint(step: int) -> None:
-        state.step = step
-        save_checkpoint(ckpt_path, {"fingerprint": fp, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                                    **state.state()})
-
-    net.train()
-    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    state.start_clock()
-    bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc=f"train {run_name}", disable=not progress)
-    for step in bar:
+    def step(state, i: int, plan) -> dict[str, Tensor]:
         content = crops.batch(state.sampler.next_indices(), state.augment).to(device)
         losses = step_fn(content, state.augment)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimizer.step()
-        state.accumulate(**{f"loss_{k}": float(v.detach()) for k, v in losses.items()})
-        done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            row = {"step": done, **state.pop_means()}
-            history.append(row)
-            bar.set_postfix(loss=f"{row['loss_total']:.4g}", style=f"{row['loss_style']:.4g}")
-            if mlflow is not None:
-                mlflow.log_metrics({k: v for k, v in row.items() if k != "step"}, step=done)
-        if done % cfg.checkpoint_every == 0 or done == end:
-            checkpoint(done)
-    bar.close()
+        return {f"loss_{k}": v.detach() for k, v in losses.items()}
 
-    seconds = state.seconds
-    rate = (end - 0) * cfg.batch_size / seconds if seconds > 0 else 0.0
-    last = history[-1] if history else {}
-    result = StyleTrainResult(end, last.get("loss_total", math.nan), last.get("loss_content", math.nan),
-                              last.get("loss_style", math.nan), rate, state.run_id)
-    if end < cfg.steps:
-        if mlflow is not None:
-            mlflow.end_run(status="KILLED")
-        return result
-    net.eval()
-    save_fn(cfg.steps)
-    _write_curve(out_dir / "curve.csv", history)
-    write_json({k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(result).items() if k != "run_id"},
-               out_dir / "train_metrics.json")
-    picture = samples_picture(stylize, samples)
-    from PIL import Image
+    def save_model(path: Path, model: nn.Module, steps: int) -> None:
+        save_fn(path, model, steps)
+        from PIL import Image
 
-    Image.fromarray(picture).save(out_dir / "samples.png")
-    if mlflow is not None:
-        mlflow.log_metric("train_images_per_s", rate)
-        mlflow.log_artifact(str(out_dir / "curve.csv"))
-        mlflow.log_image(picture, "samples_content_vs_stylised.png")
+        Image.fromarray(samples_picture(stylize, samples)).save(path.parent / "samples.png")
+
+    def log_final(mlflow, model: nn.Module, result) -> None:
+        from PIL import Image
+
+        mlflow.log_image(np.asarray(Image.open(out_dir / "samples.png")), "samples_content_vs_stylised.png")
         mlflow.log_artifact(str(out_dir / "model.pt"), "model")
-        mlflow.end_run()
-    return result
+
+    trainer = Trainer(
+        name=run_name, out_dir=out_dir, cfg=cfg, seed=params.seed, n_items=len(crops), model=net,
+        optimizers={"model": optimizer}, step=step, save_model=save_model, fingerprint=fp, validate=val_fn,
+        monitor="val_loss_total", higher_is_better=False, mlflow_params=logged,
+        mlflow_tags={"task": "style-transfer", "srstyle.run": run_name, "srstyle.style_method": kind},
+        log_final=log_final, loss_key="loss_total",
+    )
+    r = fit(trainer, tracking=params.tracking, tracking_root=tracking_root, progress=progress, stop_after=stop_after)
+    last = [row for row in r.history if "loss_total" in row]
+    last = last[-1] if last else {}
+    return StyleTrainResult(r.steps, last.get("loss_total", math.nan), last.get("loss_content", math.nan),
+                            last.get("loss_style", math.nan), r.items_per_s, r.run_id)
+
+
+@torch.no_grad()
+def validation_losses(net_loss: Callable[[Tensor], dict[str, Tensor]], contents: list[Tensor]) -> dict[str, float]:
+    """Mean style-transfer losses over the held-out content photos (``val_loss_total`` picks the export)."""
+    sums: dict[str, float] = {}
+    for c in contents:
+        for k, v in net_loss(c).items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+    return {f"val_loss_{k}": v / len(contents) for k, v in sums.items()}
 
 
 def _setup(cfg: StyleTrainConfig, seed: int) -> torch.device:
@@ -200,6 +163,10 @@ def train_fast_style(params: Params, style: str, paths: StylePaths, out_dir: Pat
         raise KeyError(f"style.fast.styles lists {style!r}, which is not among the validated style images {sorted(styles)}")
     device = _setup(cfg, params.seed)
     kwargs = {"channels": cfg.channels, "residual_blocks": cfg.residual_blocks}
+    if cfg.upsample != "nearest":  # files of the default architecture keep loading in older versions
+        kwargs["upsample"] = cfg.upsample
+    if cfg.downsample != "stride":
+        kwargs["downsample"] = cfg.downsample
     net = TransformerNet(**kwargs).to(device)
     loss = build_style_loss(cfg.loss, params.style.backbone).to(device)
     style_image = load_image(styles[style], cfg.style_size).to(device)
@@ -216,12 +183,19 @@ def train_fast_style(params: Params, style: str, paths: StylePaths, out_dir: Pat
               "backbone": loss.backbone.description, "content_images": len(crops),
               **{f"fast.{k}": v for k, v in cfg.model_dump(exclude={"styles", "loss"}).items()},
               **{f"loss.{k}": v for k, v in cfg.loss.model_dump().items()}}
-    return _train_loop(
+    val_contents = [c.to(device) for c in _sample_contents(paths, cfg.image_size)]
+
+    def val_fn(model: nn.Module) -> dict[str, float]:
+        model.eval()
+        return validation_losses(lambda c: loss(model(c), c), val_contents)
+
+    return _run_style(
         params=params, kind="fast", run_name=f"style_fast_{style}", cfg=cfg, net=net, step_fn=step_fn, crops=crops,
         out_dir=out_dir, fp=fp, logged=logged, tracking_root=tracking_root, progress=progress, stop_after=stop_after,
         device=device, stylize=lambda c: net(c.to(device)).cpu(), samples=_sample_contents(paths, cfg.style_size),
-        save_fn=lambda step: save_style_net(out_dir / "model.pt", "fast", "transformer_net", kwargs, net, step,
-                                            style=style, backbone=loss.backbone.description),
+        val_fn=val_fn,
+        save_fn=lambda path, model, step: save_style_net(path, "fast", "transformer_net", kwargs, model, step,
+                                                         style=style, backbone=loss.backbone.description),
     )
 
 
@@ -266,11 +240,21 @@ def train_meta(params: Params, paths: StylePaths, out_dir: Path, *, tracking_roo
               **{f"meta.{k}": v for k, v in cfg.model_dump(exclude={"loss"}).items()},
               **{f"loss.{k}": v for k, v in cfg.loss.model_dump().items()}}
     first = described[names[0]]["stats"]
-    return _train_loop(
+    val_contents = [c.to(device) for c in _sample_contents(paths, cfg.image_size)]
+
+    def val_fn(model: nn.Module) -> dict[str, float]:
+        """Every training style on every held-out content photo."""
+        model.eval()
+        rows = [validation_losses(lambda c, st=st: loss(model.transformer(c, model(st["stats"])[0]), c,
+                                                          style_grams=st["grams"]), val_contents)
+                for st in (described[n] for n in names)]
+        return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+
+    return _run_style(
         params=params, kind="meta", run_name="style_meta", cfg=cfg, net=net, step_fn=step_fn, crops=crops,
         out_dir=out_dir, fp=fp, logged=logged, tracking_root=tracking_root, progress=progress, stop_after=stop_after,
         device=device, stylize=lambda c: net.stylize(c.to(device), first).cpu(),
-        samples=_sample_contents(paths, cfg.style_size),
-        save_fn=lambda step: save_style_net(out_dir / "model.pt", "meta", "metanet", kwargs, net, step,
-                                            backbone=loss.backbone.description, train_styles=",".join(names)),
+        samples=_sample_contents(paths, cfg.style_size), val_fn=val_fn,
+        save_fn=lambda path, model, step: save_style_net(path, "meta", "metanet", kwargs, model, step,
+                                                         backbone=loss.backbone.description, train_styles=",".join(names)),
     )

@@ -10,6 +10,7 @@ Choice: input and output RGB in [0, 1] without a final tanh (the paper maps HR t
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..registry import MODELS
@@ -33,15 +34,25 @@ class SRResNet(nn.Module):
     input_kind = "lr"
     color = "rgb"
 
-    def __init__(self, scale: int = 4, blocks: int = 16, channels: int = 64):
+    def __init__(self, scale: int = 4, blocks: int = 16, channels: int = 64, residual: str = "none"):
+        """``residual: bicubic`` (not in the paper; off by default): predict the difference to a bicubic
+        upscale, starting from it (zero last conv), as the small-CPU demo's EDSR does (see edsr.py)."""
         super().__init__()
-        self.scale = scale
+        if residual not in ("none", "bicubic"):
+            raise ValueError(f"residual must be 'none' or 'bicubic', got {residual!r}")
+        self.scale, self.residual = scale, residual
         self.head = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.PReLU(channels))
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)],
                                   nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
         self.upsample = pixel_shuffle_upsampler(scale, channels, activation=nn.PReLU(channels))
         self.tail = nn.Conv2d(channels, 3, 9, padding=4)
+        if residual == "bicubic":
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.head(x)
-        return self.tail(self.upsample(x + self.body(x)))
+        h = self.head(x)
+        out = self.tail(self.upsample(h + self.body(h)))
+        if self.residual == "bicubic":
+            out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return out

@@ -4,6 +4,9 @@ with Instance Normalisation (Ulyanov, Vedaldi, Lempitsky 2016) in place of batch
     9x9 conv (3->c) -> 3x3 stride-2 conv (c->2c) -> 3x3 stride-2 conv (2c->4c)
     -> 5 residual blocks (4c) -> upsample x2 + 3x3 conv (4c->2c) -> upsample x2 + 3x3 conv (2c->c) -> 9x9 conv (c->3)
 
+``upsample: bilinear`` interpolates instead of repeating pixels: a nearest-neighbour x2 twice copies each
+feature into a 4x4 block, and at a small training budget the 3x3 convs after it have not learned to hide
+that 4-pixel grid (data/style/eval/grid_fast.png at the CPU demo's budget).
 Every conv is reflection-padded; every conv but the last is followed by instance norm and ReLU. Upsampling is
 nearest-neighbour then convolution rather than a transposed convolution, which avoids checkerboard
 artefacts (Odena, Dumoulin, Olah, Distill 2016). With c = 32 (the paper) it has 1,679,235 parameters.
@@ -23,10 +26,14 @@ from . import STYLE_NETS
 
 class ConvLayer(nn.Sequential):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: int = 1,
-                 norm: bool = True, relu: bool = True):
+                 norm: bool = True, relu: bool = True, mode: str = "nearest", pool: bool = False):
         layers: list[nn.Module] = []
+        if pool and stride > 1:  # average-pool then a stride-1 conv: every input pixel weighs the same
+            layers.append(nn.AvgPool2d(stride))
+            stride = 1
         if upsample > 1:
-            layers.append(nn.Upsample(scale_factor=upsample, mode="nearest"))
+            layers.append(nn.Upsample(scale_factor=upsample, mode=mode,
+                                      align_corners=False if mode == "bilinear" else None))
         layers += [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
         if norm:
             layers.append(nn.InstanceNorm2d(cout, affine=True))
@@ -50,13 +57,19 @@ class ResidualBlock(nn.Module):
 class TransformerNet(nn.Module):
     input_kind, color = "content", "rgb"
 
-    def __init__(self, channels: int = 32, residual_blocks: int = 5):
+    def __init__(self, channels: int = 32, residual_blocks: int = 5, upsample: str = "nearest",
+                 downsample: str = "stride"):
         super().__init__()
-        c = channels
-        self.encoder = nn.Sequential(ConvLayer(3, c, 9), ConvLayer(c, 2 * c, 3, stride=2), ConvLayer(2 * c, 4 * c, 3, stride=2))
+        if upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
+        if downsample not in ("stride", "avgpool"):
+            raise ValueError(f"downsample must be 'stride' or 'avgpool', got {downsample!r}")
+        c, pool = channels, downsample == "avgpool"
+        self.encoder = nn.Sequential(ConvLayer(3, c, 9), ConvLayer(c, 2 * c, 3, stride=2, pool=pool),
+                                     ConvLayer(2 * c, 4 * c, 3, stride=2, pool=pool))
         self.residuals = nn.Sequential(*[ResidualBlock(4 * c) for _ in range(residual_blocks)])
         self.decoder = nn.Sequential(
-            ConvLayer(4 * c, 2 * c, 3, upsample=2), ConvLayer(2 * c, c, 3, upsample=2),
+            ConvLayer(4 * c, 2 * c, 3, upsample=2, mode=upsample), ConvLayer(2 * c, c, 3, upsample=2, mode=upsample),
             ConvLayer(c, 3, 9, norm=False, relu=False),
         )
 

@@ -8,8 +8,12 @@ over VGG19 (average pooling, as the paper recommends for synthesis) with style l
 ``sizes`` with more than one entry runs coarse-to-fine (Gatys et al. 2017, "Controlling Perceptual Factors"):
 the result of one pass, upsampled, initialises the next at a higher resolution.
 
-The strong-Wolfe line search makes every accepted iterate lower the loss; ``history`` records the loss at
-each iterate so that property is checked rather than assumed.
+No network is trained, so this lives beside the style networks rather than under ``train/``.
+
+By default L-BFGS takes plain unit steps on the loss divided by its starting value (neural-style practice):
+torch's strong-Wolfe search stalls after its first step on these losses. ``line_search: strong_wolfe``
+selects it; every iterate it accepts lowers the loss. ``history`` records the loss at each iterate, so
+``max_increase`` checks monotonicity rather than assuming it.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from ..config import GatysConfig
-from ..losses import StyleTransferLoss
+from ...config import GatysConfig
+from ...losses import StyleTransferLoss
 
 
 @dataclass

@@ -1,0 +1,155 @@
+"""Models and servers for the service tests: briefly *trained* nets exported to ONNX (outputs inside the image
+range, so a colour or tile mix-up changes the reply), and `bentoml serve` of the real service in a subprocess."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import photo
+from tests.servers import free_port, server
+
+REPO = Path(__file__).resolve().parents[1]
+STYLE = "test_style"
+
+
+def _fit(model, x, y, steps: int, lr: float = 3e-3):
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def rgb_sr_model(seed: int = 0):
+    """A tiny EDSR x3 (an RGB model) fitted briefly to synthetic LR/HR pairs."""
+    import torch
+
+    from srstyle.models import build_model
+    from srstyle.resize import downscale_rgb
+
+    hr = np.stack([photo(48, 48, seed=seed + i) for i in range(8)]).astype(np.float32) / 255
+    lr = np.stack([downscale_rgb(photo(48, 48, seed=seed + i), 3) for i in range(8)]).astype(np.float32) / 255
+    torch.manual_seed(seed)
+    model = build_model("edsr", 3, blocks=1, channels=8)
+    x, y = torch.tensor(lr).permute(0, 3, 1, 2), torch.tensor(hr).permute(0, 3, 1, 2)
+    return _fit(model, x, y, 60)
+
+
+def style_net(seed: int = 0):
+    """A tiny Johnson net fitted to a fixed colour transform of photos: a "style" whose outputs stay in range."""
+    import torch
+
+    from srstyle.models.style.transformer_net import TransformerNet
+
+    x = torch.tensor(np.stack([photo(32, 32, seed=seed + i) for i in range(8)]), dtype=torch.float32).permute(0, 3, 1, 2) / 255
+    y = (x.flip(1) * 0.7 + 0.15).clamp(0, 1)  # channels swapped, contrast lowered
+    torch.manual_seed(seed)
+    return _fit(TransformerNet(channels=4, residual_blocks=1), x, y, 60)
+
+
+def export_models(out: Path, *, sr=True, rgb=False, style=True, meta=True, sr_name="sr-x3") -> Path:
+    """Write the service's model folder (SRSTYLE_SERVE_DIR layout: what `srstyle export-champions` writes)."""
+    import torch
+
+    from srstyle.export.onnx import export_sr_onnx
+    from tests.helpers import trained_espcn
+
+    out.mkdir(parents=True, exist_ok=True)
+    if sr:
+        export_sr_onnx(trained_espcn(steps=120), out / f"{sr_name}.onnx")
+    if rgb:
+        export_sr_onnx(rgb_sr_model(), out / "edsr_x3.onnx")
+    if style:
+        from srstyle.export.style_onnx import export_fast
+
+        export_fast(style_net(), out / f"style-{STYLE}.onnx", atol=2e-3, metadata={"style": STYLE})
+    if meta:
+        from srstyle.export.style_onnx import export_meta
+        from srstyle.models.backbones import build_backbone
+        from srstyle.models.style.metanet import META_TAPS, MetaNet
+
+        torch.manual_seed(0)
+        tmp = out / "_meta"
+        tmp.mkdir(exist_ok=True)
+        export_meta(MetaNet(base=4, hidden=8).eval(), build_backbone("vgg16", list(META_TAPS)), tmp, style_size=48, atol=2e-3)
+        (tmp / "metanet.onnx").rename(out / "style-meta.onnx")
+        (tmp / "transformer.onnx").rename(out / "style-meta.transformer.onnx")
+        tmp.rmdir()
+    return out
+
+
+def encode(rgb: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, fmt)
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def serve_env(tmp: Path, model_dir: Path | None, params: str = "", extra: dict | None = None) -> dict:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "params.yaml").write_text(params or "serving:\n  max_pixels: 250000\n  max_request_bytes: 2000000\n  tile: 64\n")
+    env = {**os.environ, "BENTOML_HOME": str(tmp / "bentoml"), "SRSTYLE_PARAMS": str(tmp / "params.yaml"),
+           "SRSTYLE_ROOT": str(tmp), "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO / "src"),
+           "TMPDIR": str(tmp / "tmp"), **(extra or {})}
+    (tmp / "tmp").mkdir(exist_ok=True)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("SRSTYLE_SERVE_DIR", None)
+    if model_dir is not None:
+        env["SRSTYLE_SERVE_DIR"] = str(model_dir)
+    return env
+
+
+def serve(tmp: Path, model_dir: Path | None, params: str = "", extra: dict | None = None, cwd: Path | None = None,
+          target: str = "srstyle.serving.service:SRStyle", python: str = sys.executable):
+    """Context manager: (url, process) of `bentoml serve` on 127.0.0.1, stopped (whole group) on exit."""
+    port = free_port()
+    env = serve_env(tmp, model_dir, params, extra)
+    cmd = [python, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+    return _Served(server(cmd, f"http://127.0.0.1:{port}/livez", tmp / "server.log", env=env, cwd=cwd or tmp),
+                   f"http://127.0.0.1:{port}", tmp / "server.log")
+
+
+class _Served:
+    def __init__(self, ctx, url: str, log: Path):
+        self.ctx, self.url, self.log = ctx, url, log
+
+    def __enter__(self):
+        self.proc, _ = self.ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.ctx.__exit__(*exc)
+
+
+def wait_ready(url: str, timeout: float = 120) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.time() + timeout
+    streak = 0  # every worker process loads its models: several answers in a row, on fresh connections
+    while time.time() < deadline:
+        streak = streak + 1 if httpx.get(f"{url}/readyz", timeout=5).status_code == 200 else 0
+        if streak >= 10:
+            return
+        time.sleep(0.1 if streak else 0.3)
+    raise TimeoutError(f"{url} not ready within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    return export_models(tmp_path_factory.mktemp("served") / "models", rgb=True)

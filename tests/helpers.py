@@ -61,7 +61,7 @@ def _merge(base: dict, override: dict) -> dict:
 
 def make_tiny_project(root: Path, runs: dict | None = None, extra: tuple[str, ...] = ()) -> Path:
     """A copy of this project (real dvc.yaml, stages, src) with tiny training settings, as a git + DVC repo:
-    what `dvc repro` and the Prefect flow run on in tests. ``runs`` replaces params.yaml `runs`; the style
+    what `dvc repro` and the Prefect flow run on in tests. ``runs`` replaces params.yaml `runs` (default: espcn_x3 and fsrcnn_x3); the style
     chain gets ``TINY_STYLE`` (seconds instead of the demo's minutes)."""
     import shutil
     import subprocess
@@ -82,8 +82,9 @@ def make_tiny_project(root: Path, runs: dict | None = None, extra: tuple[str, ..
     params["models"]["espcn"]["channels"] = [16, 8]
     params["models"]["fsrcnn"].update({"d": 16, "s": 8, "m": 1})
     _merge(params["style"], TINY_STYLE)
-    if runs is not None:
-        params["runs"] = runs
+    # the two small Y models unless told otherwise (params.yaml's x4 RGB runs have minutes-long time budgets)
+    params["runs"] = runs if runs is not None else {"espcn_x3": {"model": "espcn", "scale": 3},
+                                                    "fsrcnn_x3": {"model": "fsrcnn", "scale": 3}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     import os
     import sys

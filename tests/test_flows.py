@@ -129,7 +129,7 @@ def test_flow_runs_every_dvc_stage_then_packages(flow_run):
     assert metrics["psnr"] > 15 and metrics["psnr_gain"] == pytest.approx(metrics["psnr"] - metrics["bicubic_psnr"], abs=1e-3)
     decision = result["decisions"]["espcn_x3"]
     assert decision["outcome"] == "first champion" and decision["registered_model"] == "sr-x3"
-    assert result["package"]["files"] == ["sr-x3.onnx"] and (root / "serve_models/sr-x3.onnx").is_file()
+    assert "sr-x3.onnx" in result["package"]["files"] and (root / "serve_models/sr-x3.onnx").is_file()
     assert (root / "data/plots/curves.png").is_file() and "espcn_x3" in (root / "data/plots/sr_val_psnr.csv").read_text()
 
 
@@ -177,7 +177,7 @@ def test_registry_alias_points_at_the_trained_run(flow_run):
     champion, challenger = _alias(root, "champion"), _alias(root, "challenger")
     run_id = json.loads((root / "data/models/espcn_x3/mlflow_run.json").read_text())["run_id"]
     assert str(champion.version) == str(challenger.version) == str(result["decisions"]["espcn_x3"]["version"]) == "1"
-    assert champion.tags["srstyle.source_run_id"] == run_id
+    assert champion.run_id == run_id
     run = _mlflow_run(root, run_id)
     # the flow's metrics (read from metrics.json) agree with what the evaluate stage logged into the run
     assert run.data.metrics["eval_psnr"] == pytest.approx(result["metrics"]["espcn_x3"]["psnr"])
@@ -194,7 +194,7 @@ def test_markdown_artifact_has_metrics_decision_and_mlflow_run(flow_run):
     assert f"| {m['psnr']:.2f} | {m['ssim']:.4f} | {m['bicubic_psnr']:.2f} | {m['bicubic_ssim']:.4f} |" in row
     assert f"`runs:/{run_id}`" in row and "| 16 |" in row
     assert "| espcn_x3 | sr-x3 | 1 | **first champion** |" in report
-    assert f"sqlite:///{root / 'mlruns.db'}" in report
+    assert "MLflow tracking URI: `project:mlruns.db`" in report  # mlflow_run.json records it relative
     assert "| train@espcn_x3 | ran |" in report and "`recipes.espcn.steps=16`" in report
     assert "| compare | ran |" in report and "| benchmark | ran |" in report
 

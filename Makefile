@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := true
 
-.PHONY: install run test test-all bench upscale-demo serve package
+.PHONY: install run report plots test test-fast test-integration test-all chromium bench upscale-demo serve package
 .PHONY: prefect-ui retrain-schedule retrain-deploy retrain-worker retrain-now mlflow-server
 
 $(STAMP): pyproject.toml constraints.txt
@@ -19,17 +19,44 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## The main job: fetch -> validate -> patches -> train -> evaluate -> export_onnx on the embedded data.
+## The main job: every stage of dvc.yaml on the embedded data, then the results in a screenful
+## (`srstyle report`; every metric: `dvc metrics show`, against the last commit: `dvc metrics diff`).
 run: install
 	dvc repro
-	dvc metrics show
+	$(PY) -m srstyle.report
 
-## The test suite (fast; `make test-all` adds the tests marked slow).
-test: install
-	$(PY) -m pytest -m "not slow" -q
+report: install
+	$(PY) -m srstyle.report
 
-test-all: install
+## Every plot (training curves of all runs overlaid, comparison pictures) in one offline page:
+## dvc_plots/index.html (the page inlines vega: .dvc/config `plots.html_template`).
+plots: install
+	dvc plots show
+
+## Both test tiers (what CI runs). `make test-fast`: the unit tier (< 2 min), for the inner loop;
+## `make test-integration`: real servers, `dvc repro`, flows, torchrun (tests/conftest.py).
+test: install chromium
 	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not integration"
+
+test-integration: install chromium
+	$(PY) -m pytest -q -m integration
+
+test-all: test
+
+## The demo-page test drives Debian's /usr/bin/chromium: installed when missing (as root, with apt-get);
+## anywhere else the test is skipped, with its reason.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium (apt-get) for the demo-page test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    --no-install-recommends chromium >/dev/null 2>&1) || \
+	  echo "chromium could not be installed: the demo-page test will be skipped"; \
+	else echo "no /usr/bin/chromium and no root apt-get: the demo-page test will be skipped"; fi
 
 bench: install
 	$(PY) benchmarks/bench_espcn.py

@@ -9,6 +9,10 @@ Two ways to run them, both against the Prefect server in ``PREFECT_API_URL`` (`m
 
 ``deploy`` creates the pool as a *process* pool when it does not exist. For GPU nodes, create a Kubernetes
 pool first (pipelines/README.md) and pass its name: the deployment is the same, only the pool differs.
+
+Each deployment has a concurrency limit of 1 (a second run of it waits in the queue): both work on one
+project folder; the flow's own workspace lock (pipelines/workspace.py) also serialises the weekly run
+against an on-demand one.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ WEEKLY_CRON = "0 3 * * 1"   # Mondays 03:00 UTC
 TIMEZONE = "UTC"
 WEEKLY, ON_DEMAND = "weekly", "on-demand"
 DEFAULT_POOL = "srstyle-process"
+CONCURRENCY = 1  # runs of one deployment at a time (they share the project's workspace)
 ENTRYPOINT = "pipelines/retrain.py:retrain"
 DESCRIPTIONS = {
     WEEKLY: "Scheduled retraining: every stage through DVC (only what changed reruns), promotion, packaging.",
@@ -44,7 +49,7 @@ def serve(cron: str = WEEKLY_CRON) -> None:
     from prefect import serve as prefect_serve
 
     deployments = [retrain.to_deployment(name=name, schedules=sched, description=DESCRIPTIONS[name],
-                                         tags=["srstyle", name])
+                                         tags=["srstyle", name], concurrency_limit=CONCURRENCY)
                    for name, sched in schedules(cron).items()]
     prefect_serve(*deployments)
 
@@ -72,6 +77,7 @@ def deploy(pool: str = DEFAULT_POOL, cron: str = WEEKLY_CRON, source: Path = PRO
     for name, sched in schedules(cron).items():
         ids[name] = str(flow.deploy(name=name, work_pool_name=pool, schedules=sched, build=False, push=False,
                                     description=DESCRIPTIONS[name], tags=["srstyle", name],
+                                    concurrency_limit=CONCURRENCY,
                                     job_variables=job_variables or {}, print_next_steps=False))
     return ids
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def _merge(base: dict, override: dict) -> dict:
 
 def make_tiny_project(root: Path, runs: dict | None = None, extra: tuple[str, ...] = ()) -> Path:
     """A copy of this project (real dvc.yaml, stages, src) with tiny training settings, as a git + DVC repo:
-    what `dvc repro` and the Prefect flow run on in tests. ``runs`` replaces params.yaml `runs`; the style
+    what `dvc repro` and the Prefect flow run on in tests. ``runs`` replaces params.yaml `runs` (default: espcn_x3 and fsrcnn_x3); the style
     chain gets ``TINY_STYLE`` (seconds instead of the demo's minutes)."""
     import shutil
     import subprocess
@@ -81,8 +82,9 @@ def make_tiny_project(root: Path, runs: dict | None = None, extra: tuple[str, ..
     params["models"]["espcn"]["channels"] = [16, 8]
     params["models"]["fsrcnn"].update({"d": 16, "s": 8, "m": 1})
     _merge(params["style"], TINY_STYLE)
-    if runs is not None:
-        params["runs"] = runs
+    # the two small Y models unless told otherwise (params.yaml's x4 RGB runs have minutes-long time budgets)
+    params["runs"] = runs if runs is not None else {"espcn_x3": {"model": "espcn", "scale": 3},
+                                                    "fsrcnn_x3": {"model": "fsrcnn", "scale": 3}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     import os
     import sys
@@ -90,12 +92,23 @@ def make_tiny_project(root: Path, runs: dict | None = None, extra: tuple[str, ..
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
         subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+    shutil.copy(repo / ".dvc" / "config", root / ".dvc" / "config")  # the project's DVC settings (offline plots page)
     return root
 
 
 def trained_espcn(steps: int = 120, channels=(16, 8), seed: int = 0):
     """A small ESPCN x3 fitted briefly to bicubic-downscaled synthetic photos: outputs in the image range
-    (a random-weight model's outputs are not, which makes colour-path comparisons meaningless)."""
+    (a random-weight model's outputs are not, which makes colour-path comparisons meaningless).
+
+    Trained once per session and arguments (several fixtures ask for the same one); each caller gets its own
+    copy, so a test that changes its model changes nobody else's."""
+    import copy
+
+    return copy.deepcopy(_trained_espcn(steps, tuple(channels), seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _trained_espcn(steps: int, channels: tuple, seed: int):
     import torch
 
     from srstyle.color import rgb_to_y
@@ -114,3 +127,53 @@ def trained_espcn(steps: int = 120, channels=(16, 8), seed: int = 0):
         loss.backward()
         opt.step()
     return model.eval()
+
+
+# A project whose dvc.yaml has small synthetic stages (the real params.yaml, so the flow's parameter checks
+# run as in the real project): what the flow's mechanics are tested on in seconds. Each stage appends
+# "<stage> <train.steps at start> <train.steps at end> <pid>" to stages.log and prints its lines slowly.
+FLOW_STEP = '''import os, pathlib, sys, time
+import yaml
+
+name, pause = sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+steps = lambda: yaml.safe_load(open("params.yaml"))["train"]["steps"]
+start = steps()
+print(f"{name}: early line (steps={start})", flush=True)
+time.sleep(pause)
+out = pathlib.Path("out"); out.mkdir(exist_ok=True)
+(out / f"{name}.txt").write_text(f"{start}\\n")
+with open("stages.log", "a") as f:
+    f.write(f"{name} {start} {steps()} {os.getpid()}\\n")
+print(f"{name}: late line", flush=True)
+'''
+
+FLOW_DVC_YAML = """stages:
+  fetch:
+    cmd: python step.py fetch {pause}
+    params: [train.steps]
+    outs: [out/fetch.txt]
+  train:
+    cmd: python step.py train {pause}
+    deps: [out/fetch.txt]
+    params: [train.steps]
+    outs: [out/train.txt]
+"""
+
+
+def make_flow_project(root: Path, pause: float = 0.0) -> Path:
+    """A git + DVC repo with the synthetic stages above (fetch -> train) and this project's params.yaml."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(repo / "params.yaml", root / "params.yaml")
+    (root / "step.py").write_text(FLOW_STEP)
+    (root / "dvc.yaml").write_text(FLOW_DVC_YAML.format(pause=pause))
+    (root / ".gitignore").write_text("stages.log\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+    return root

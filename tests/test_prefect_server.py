@@ -48,7 +48,10 @@ def _client(api):
     return _Ctx()
 
 
-def _wait_deployment(api, name, proc=None, timeout=120):
+def _wait_deployment(api, name, proc=None, timeout=60):
+    """The deployment once registered; "not found" is the only error waited out (others fail at once)."""
+    from prefect.exceptions import ObjectNotFound
+
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
         if proc is not None and proc.poll() is not None:
@@ -56,15 +59,25 @@ def _wait_deployment(api, name, proc=None, timeout=120):
         with _client(api) as client:
             try:
                 return client.read_deployment_by_name(name)
-            except Exception:  # noqa: BLE001 - not registered yet
+            except ObjectNotFound:
                 pass
         time.sleep(0.5)
     raise TimeoutError(name)
 
 
-def test_served_deployments_have_the_weekly_cron(prefect_api):
+@pytest.fixture
+def empty_server(prefect_api):
+    """Each test starts from a server without deployments: no test sees another's (any order works)."""
+    api = prefect_api[0]
+    with _client(api) as client:
+        for deployment in client.read_deployments():
+            client.delete_deployment(deployment.id)
+    return prefect_api
+
+
+def test_served_deployments_have_the_weekly_cron(empty_server):
     """`make retrain-schedule`: this process registers and serves the deployments (no work pool)."""
-    api, env, base = prefect_api
+    api, env, base = empty_server
     log = open(base / "serve.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.deployments", "serve"], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -78,11 +91,12 @@ def test_served_deployments_have_the_weekly_cron(prefect_api):
     assert weekly.schedules[0].schedule.timezone == "UTC" and weekly.schedules[0].active
     assert on_demand.schedules == []
     assert weekly.work_pool_name is None  # served deployments run in the serving process
+    assert weekly.global_concurrency_limit.limit == on_demand.global_concurrency_limit.limit == 1
 
 
-def test_deployments_registered_in_a_process_work_pool(prefect_api):
+def test_deployments_registered_in_a_process_work_pool(empty_server):
     """`make retrain-deploy`: the deployments point at a process work pool that a worker polls."""
-    api, env, _ = prefect_api
+    api, env, _ = empty_server
     proc = subprocess.run([sys.executable, "-m", "pipelines.deployments", "deploy", "--pool", "srstyle-process"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -97,8 +111,10 @@ def test_deployments_registered_in_a_process_work_pool(prefect_api):
     assert [s.schedule.cron for s in weekly.schedules] == ["0 3 * * 1"]
     assert on_demand.schedules == []
     assert weekly.entrypoint == "pipelines/retrain.py:retrain"
+    assert weekly.global_concurrency_limit.limit == on_demand.global_concurrency_limit.limit == 1
     assert str(REPO) in str(weekly.pull_steps)  # workers load the flow from the project folder
-    assert set(weekly.parameter_openapi_schema["properties"]) >= {"scale", "models", "overrides", "project_dir"}
+    assert set(weekly.parameter_openapi_schema["properties"]) >= {"scale", "models", "overrides", "project_dir",
+                                                                  "workspace_wait_s"}
 
 
 def test_cli_refuses_to_start_a_throwaway_server(tmp_path):

@@ -60,6 +60,3 @@ class DataPaths:
     def onnx_dir(self, run_name: str) -> Path:
         return self.data / "onnx" / run_name
 
-
-def run_name(model: str, scale: int) -> str:
-    return f"{model}_x{scale}"

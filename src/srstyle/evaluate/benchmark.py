@@ -79,3 +79,37 @@ def markdown(rows: list[dict]) -> str:
     if sources:
         lines += ["", "Published numbers: " + "; ".join(sources) + "."]
     return "\n".join(lines) + "\n"
+
+
+def benchmark_rows(runs: dict[str, Path], sets_dir: Path, datasets: list[str], degradation: str,
+                   max_pixels: int) -> list[dict]:
+    """One row per (dataset, scale, model): bicubic first, then every run of that scale, published beside.
+
+    ``runs``: run name -> model.pt of a trained run.
+    """
+    import torch
+
+    from ..inference import load_sr_model
+
+    payloads = {run: torch.load(path, weights_only=True) for run, path in runs.items()}
+    rows = []
+    for dataset in datasets:
+        for scale in sorted({p["scale"] for p in payloads.values()}):
+            entries = [("bicubic", None, "bicubic")] + [
+                (run, load_sr_model(runs[run]), published_key(p["arch"], p["kwargs"]))
+                for run, p in payloads.items() if p["scale"] == scale
+            ]
+            for label, model, key in entries:
+                score = score_dataset(model, sets_dir / dataset, scale, degradation, max_pixels)
+                rows.append({"model": label, "dataset": dataset, "scale": scale, **score,
+                             "published": published(dataset, scale, key)})
+    return rows
+
+
+def metrics_table(rows: list[dict]) -> dict:
+    """``dataset -> x<scale> -> model -> {psnr, ssim}``: the shape `dvc metrics show/diff` reads."""
+    table: dict = {}
+    for r in rows:
+        table.setdefault(r["dataset"], {}).setdefault(f"x{r['scale']}", {})[r["model"]] = {
+            "psnr": r["psnr"], "ssim": r["ssim"]}
+    return table

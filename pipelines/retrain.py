@@ -103,6 +103,9 @@ def package(root: Path, build_bento: bool) -> dict:
     files = sorted(p.name for p in (root / "serve_models").glob("*.onnx"))
     bento = None
     if build_bento:
+        # bentofile.yaml installs the pinned serving requirements this writes (no torch in the Bento).
+        run_cmd([sys.executable, "-m", "srstyle.serving.package", "--constraints", "constraints.txt",
+                 "--out", "build/serve-requirements.txt"], root, HOUR)
         out = run_cmd(["bentoml", "build", "-f", "bentofile.yaml", "--output", "tag"], root, HOUR)
         bento = next((line.split("__tag__:", 1)[1].strip() for line in out.splitlines() if "__tag__:" in line), None)
     return {"stage": "package", "ran": True, "seconds": round(time.perf_counter() - t0, 2), "files": files,

@@ -72,7 +72,7 @@ def _run_flow(base: Path, **kwargs) -> dict:
 
     root = make_tiny_project(base / "proj", runs={"espcn_x3": {"model": "espcn", "scale": 3},
                                                  "fsrcnn_x3": {"model": "fsrcnn", "scale": 3}},
-                             extra=("bentofile.yaml",))
+                             extra=("bentofile.yaml", "bento_service.py", "constraints.txt"))
     subprocess.run([DVC, "remote", "add", "-d", "local", "../remote"], cwd=root, check=True, capture_output=True)
     out = {"root": root, "params_before": (root / "params.yaml").read_bytes()}
     t0 = time.perf_counter()

@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list registered architectures")
     models.set_defaults(func=_models)
+    from .report import add_parser as add_report_parser  # `srstyle report` (srstyle/report.py)
+
+    add_report_parser(sub)
     return parser
 
 

@@ -264,9 +264,12 @@ class VideoConfig(_Strict):
     allow_spinning: bool = False                 # engine spinning while decode/encode need the cores
 
 
-def embedded_style_names() -> set[str]:
-    """Stems of the paintings shipped in ``srstyle/assets/styles`` (the `embedded` style source)."""
+def embedded_style_names() -> set[str] | None:
+    """Stems of the paintings shipped in ``srstyle/assets/styles`` (the `embedded` style source); None where
+    the paintings are not installed (a Bento carries the code and the ONNX models, not the training data)."""
     folder = Path(__file__).resolve().parent / "assets" / "styles"
+    if not folder.is_dir():
+        return None
     return {p.stem for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")}
 
 

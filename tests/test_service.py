@@ -176,17 +176,18 @@ def test_burst_of_different_images_each_gets_its_own_reply(server):
 
 def test_healthz_answers_fast_while_a_large_upscale_runs(server):
     url, _, _ = server
-    big = encode(photo(480, 500, seed=3))  # 240k px input, 2.16 Mpx output
+    big = encode(photo(480, 500, seed=3))  # 240k px input (the test server's cap), 2.16 Mpx output
     done = threading.Event()
     result = {}
 
     def upscale():
-        result["status"] = _post(url, "upscale", big, scale=3, timeout=300).status_code
+        # several large requests back to back: on a quiet machine one takes ~0.35 s, too short to probe during it
+        result["status"] = [_post(url, "upscale", big, scale=3, timeout=300).status_code for _ in range(6)]
         done.set()
 
     t = threading.Thread(target=upscale)
     t.start()
-    time.sleep(0.3)
+    time.sleep(0.1)
     latencies = []
     with httpx.Client(timeout=5) as probe:  # one connection, as a prober (kubelet) keeps it
         while not done.is_set() and len(latencies) < 40:
@@ -195,7 +196,7 @@ def test_healthz_answers_fast_while_a_large_upscale_runs(server):
             latencies.append(time.perf_counter() - t0)
             time.sleep(0.05)
     t.join()
-    assert result["status"] == 200 and len(latencies) >= 3, (result, latencies)
+    assert result["status"] == [200] * 6 and len(latencies) >= 3, (result, latencies)
     assert max(latencies) < 0.2, latencies
 
 

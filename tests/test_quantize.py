@@ -191,14 +191,18 @@ def test_float_end_convs_trade_a_little_speed_for_accuracy(trained, tmp_path):
     assert np.mean([output_psnr(ref.run(x), a.run(x)) for x in xs]) > np.mean([output_psnr(ref.run(x), b.run(x)) for x in xs])
 
 
-def test_rgb_model_with_bicubic_residual_quantizes(tmp_path):
+def test_rgb_model_with_bicubic_residual_quantizes(tmp_path, monkeypatch):
     """The demo EDSR x4 adds a bicubic upscale of its input (a Resize whose size onnxruntime's symbolic shape
     inference cannot follow); quantisation falls back to ONNX shape inference instead of failing the stage."""
     torch.manual_seed(0)
     model = build_model("edsr", 4, config="baseline", blocks=1, channels=8, residual="bicubic").eval()
     fp32 = export_sr_onnx(model, tmp_path / "edsr_x4.onnx")
     patches = np.random.default_rng(0).uniform(0.05, 0.95, (32, 3, 12, 12)).astype(np.float32)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # a failing symbolic shape inference dumps files into the working directory
     int8 = quantize_sr_onnx(fp32, patches, Int8Config(calibration_batch=16))
+    assert list(cwd.iterdir()) == []
     x = patches[:2]
     ref, got = OrtEngine(fp32).run(x), OrtEngine(int8).run(x)
     assert got.shape == ref.shape == (2, 3, 48, 48)

@@ -104,14 +104,11 @@ def quantize_sr_onnx(fp32_path: Path, patches: np.ndarray, cfg: Int8Config, out_
         model_in = fp32_path
         if cfg.preprocess:
             model_in = Path(tmp) / "pre.onnx"
-            try:
-                quant_pre_process(str(fp32_path), str(model_in), skip_symbolic_shape=False)
-            except Exception as exc:  # noqa: BLE001 - onnxruntime raises a bare Exception
-                # ORT's symbolic shape inference cannot follow a data-dependent Resize (the bicubic residual of
-                # the demo EDSR/SRGAN): ONNX's own shape inference is enough for the QDQ pass.
-                log.info("%s: symbolic shape inference failed (%s); pre-processing with ONNX shape inference",
-                         fp32_path.name, exc)
-                quant_pre_process(str(fp32_path), str(model_in), skip_symbolic_shape=True)
+            # onnxruntime's symbolic shape inference cannot follow a data-dependent Resize (the bicubic residual of
+            # the demo EDSR/SRGAN): it raises and dumps sym_shape_infer_temp.onnx into the working directory.
+            # ONNX's own shape inference is enough for the QDQ pass of these convolutional graphs.
+            has_resize = any(node.op_type == "Resize" for node in source.graph.node)
+            quant_pre_process(str(fp32_path), str(model_in), skip_symbolic_shape=has_resize)
         raw_out = Path(tmp) / "int8.onnx"
         float_convs = _end_convs(model_in, cfg.float_convs)
         quantize_static(

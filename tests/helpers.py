@@ -120,7 +120,14 @@ def _trained_espcn(steps: int, channels: tuple, seed: int):
     x, y = torch.tensor(lr, dtype=torch.float32)[:, None], torch.tensor(hr, dtype=torch.float32)[:, None]
     torch.manual_seed(seed)
     model = build_model("espcn", 3, channels=list(channels))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    return fit_briefly(model, x, y, steps)
+
+
+def fit_briefly(model, x, y, steps: int, lr: float = 3e-3):
+    """Adam on the MSE for ``steps`` full-batch steps: a small test model whose outputs stay in image range."""
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
         loss = torch.nn.functional.mse_loss(model(x), y)
         opt.zero_grad()

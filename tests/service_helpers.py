@@ -12,23 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import photo
+from tests.helpers import fit_briefly, photo
 from tests.servers import free_port, server
 
 REPO = Path(__file__).resolve().parents[1]
 STYLE = "test_style"
-
-
-def _fit(model, x, y, steps: int, lr: float = 3e-3):
-    import torch
-
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
 
 
 def rgb_sr_model(seed: int = 0):
@@ -43,7 +31,7 @@ def rgb_sr_model(seed: int = 0):
     torch.manual_seed(seed)
     model = build_model("edsr", 3, blocks=1, channels=8)
     x, y = torch.tensor(lr).permute(0, 3, 1, 2), torch.tensor(hr).permute(0, 3, 1, 2)
-    return _fit(model, x, y, 60)
+    return fit_briefly(model, x, y, 60)
 
 
 def style_net(seed: int = 0):
@@ -55,7 +43,7 @@ def style_net(seed: int = 0):
     x = torch.tensor(np.stack([photo(32, 32, seed=seed + i) for i in range(8)]), dtype=torch.float32).permute(0, 3, 1, 2) / 255
     y = (x.flip(1) * 0.7 + 0.15).clamp(0, 1)  # channels swapped, contrast lowered
     torch.manual_seed(seed)
-    return _fit(TransformerNet(channels=4, residual_blocks=1), x, y, 60)
+    return fit_briefly(TransformerNet(channels=4, residual_blocks=1), x, y, 60)
 
 
 def export_models(out: Path, *, sr=True, rgb=False, style=True, meta=True, sr_name="sr-x3") -> Path:

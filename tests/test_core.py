@@ -14,7 +14,7 @@ from srstyle.export.onnx import export_sr_onnx
 from srstyle.inference import _torch_model
 from srstyle.predict import ImageError, SRPredictor
 from srstyle.resize import bicubic_float, downscale_rgb, modcrop
-from tests.helpers import photo, trained_espcn
+from tests.helpers import fit_briefly, photo, trained_espcn
 
 PHOTOS = {"astronaut": skimage.data.astronaut, "coffee": skimage.data.coffee, "chelsea": skimage.data.chelsea}
 
@@ -108,13 +108,7 @@ def _trained_rgb_edsr(steps: int = 80):
     y = torch.tensor(hr.transpose(0, 3, 1, 2) / 255.0, dtype=torch.float32)
     torch.manual_seed(0)
     model = build_model("edsr", 2, blocks=1, channels=8)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(steps):
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
+    return fit_briefly(model, x, y, steps)
 
 
 def test_rgb_model_path(tmp_path):

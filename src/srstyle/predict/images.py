@@ -30,7 +30,8 @@ ENCODE_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP"}
 
 # Pillow warns (DecompressionBombWarning) between its limit and twice it; every caller here has
 # checked the declared size against its own, lower cap already, so the warning says nothing new.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning, module=r"PIL\.Image")
+warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit of \d+ pixels",
+                        category=Image.DecompressionBombWarning, module=r"PIL\.Image")
 
 
 class ImageError(ValueError):

@@ -1,8 +1,9 @@
 """ESPCN x3 speed, in one run: 640x360 -> 1920x1080 Y frame with torch and onnxruntime, and training throughput.
 
 Prints milliseconds per frame (median of repeats), the torch/onnxruntime ratio, the achieved GFLOP/s against
-this machine's measured fp32 matmul rate, and training patches/s on the patch-store batch shape. Uses a
-randomly initialised model: speed does not depend on the weights.
+this machine's measured fp32 matmul rate, and training patches/s on the patch-store batch shape. The
+network is the one params.yaml trains (``models.espcn``), randomly initialised: speed does not depend on
+the weights.
 """
 
 from __future__ import annotations
@@ -40,14 +41,24 @@ def espcn_flops(model: torch.nn.Module, h: int, w: int) -> float:
     return 2.0 * macs
 
 
+def demo_params(**train):
+    """params.yaml's ESPCN x3 run (its recipe and network), or the schema defaults outside a project."""
+    import yaml
+
+    from srstyle.config import parse_params
+
+    path = Path("params.yaml")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return parse_params({**raw, "runs": {"espcn_x3": {"model": "espcn", "scale": 3}}, "train": {**raw.get("train", {}), **train}})
+
+
 def training_loop_rate(patches: Path, steps: int) -> float:
     """Patches/s of the real training step (srstyle.train.sr) on the patch store, default ESPCN x3 recipe."""
-    from srstyle.config import parse_params
     from srstyle.train.distributed import DistContext
     from srstyle.train.loop import Plan, Progress, lr_factor, set_lr
     from srstyle.train.sr import supervised_trainer
 
-    params = parse_params({"runs": {"espcn_x3": {"model": "espcn", "scale": 3}}, "train": {"steps": steps}})
+    params = demo_params(steps=steps)
     with tempfile.TemporaryDirectory() as tmp:
         t = supervised_trainer(params, "espcn_x3", patches, Path(tmp), DistContext())
         state, plan = Progress(t.n_items, t.cfg.batch_size, 0), Plan(steps, steps)
@@ -66,14 +77,15 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    parser.add_argument("--store", type=Path, default=Path("data/patches"), help="patch folder (the training-loop rate); '' to skip")
+    parser.add_argument("--store", default="data/patches", help="patch folder (the training-loop rate); '' to skip")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     h, w, scale = 360, 640, 3
-    model = build_model("espcn", scale).eval()
+    kwargs = demo_params().model_kwargs("espcn")
+    model = build_model("espcn", scale, **kwargs).eval()
     x = torch.rand(1, 1, h, w)
     flops = espcn_flops(model, h, w)
     peak = matmul_gflops()
@@ -91,13 +103,15 @@ def main() -> None:
         out = session.run(None, feed)[0]
     assert out.shape == (1, 1, h * scale, w * scale)
 
-    # Training throughput: the default patch shape (LR 32x32 for x3, batch 16), Adam, MSE; fwd+bwd FLOPs
-    # = 3x the forward's (the input gradient of the first conv is not computed, so slightly less).
+    # Training throughput: the default patch shape (LR 32x32 for x3, batch 16), Adam, MSE. fwd+bwd FLOPs, as
+    # done: forward + weight gradients (= 2x the forward) + input gradients of every conv but the first (the
+    # image needs none); the usual "3x forward" would credit work never done (7% more here).
     batch = args.batch
-    train_flops = 3 * espcn_flops(model, 32, 32) * batch
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    train_flops = (3 * espcn_flops(model, 32, 32) - 2.0 * first_conv.weight.numel() * 32 * 32) * batch
     rates = {}
     for fmt, memory_format in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
-        train_model = build_model("espcn", scale).train().to(memory_format=memory_format)
+        train_model = build_model("espcn", scale, **kwargs).train().to(memory_format=memory_format)
         opt = torch.optim.Adam(train_model.parameters(), lr=1e-3)
         lr_b = torch.rand(batch, 1, 32, 32).contiguous(memory_format=memory_format)
         hr_b = torch.rand(batch, 1, 96, 96)
@@ -112,10 +126,10 @@ def main() -> None:
             opt.step()
 
         rates[fmt] = (timed(fwd_bwd, args.train_steps, warmup=3), timed(step, args.train_steps, warmup=3))
-    store_rate = training_loop_rate(args.store, args.train_steps) if args.store else None
+    store_rate = training_loop_rate(Path(args.store), args.train_steps) if args.store else None
 
     print(f"machine: {torch.get_num_threads()} torch threads, fp32 matmul {peak:.1f} GFLOP/s")
-    print(f"ESPCN x3, 640x360 -> 1920x1080 Y frame: {flops / 1e9:.2f} GFLOP")
+    print(f"ESPCN x3 {kwargs}, 640x360 -> 1920x1080 Y frame: {flops / 1e9:.2f} GFLOP")
     print(f"  torch eager       {torch_s * 1e3:8.1f} ms/frame  {flops / torch_s / 1e9:6.1f} GFLOP/s  ({flops / torch_s / 1e9 / peak:.2f} of matmul)")
     print(f"  onnxruntime fp32  {ort_s * 1e3:8.1f} ms/frame  {flops / ort_s / 1e9:6.1f} GFLOP/s  ({flops / ort_s / 1e9 / peak:.2f} of matmul)")
     print(f"  onnxruntime speed-up over torch: {torch_s / ort_s:.2f}x")

@@ -159,6 +159,33 @@ def test_time_budget_stops_and_its_recorded_steps_reproduce_the_model(patches, t
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_time_budget_overrun_is_reported_not_hidden(patches, tmp_path, monkeypatch, caplog):
+    """When the machine slows after the warm-up, the fixed count is kept (reproducible) and the overrun named."""
+    import logging
+    import time
+
+    from srstyle.train import loop
+
+    def slow_warm_up(*args):  # the warm-up "measured" a machine 10x faster than the one that then trains
+        return 40
+
+    monkeypatch.setattr(loop, "_budget_steps", slow_warm_up)
+    real_lr_factor = loop.lr_factor
+
+    def slow_lr_factor(*args):  # every training step now costs at least 10 ms
+        time.sleep(0.01)
+        return real_lr_factor(*args)
+
+    monkeypatch.setattr(loop, "lr_factor", slow_lr_factor)
+    with caplog.at_level(logging.WARNING, logger="srstyle.train.loop"):
+        result = train_sr(tiny_params(steps=1000, time_budget_s=0.1, val_every=20, log_every=10, checkpoint_every=40),
+                          "espcn_x3", patches, tmp_path / "m", progress=False)
+    assert result.steps == 40
+    assert json.loads((tmp_path / "m" / "train_metrics.json").read_text())["steps"] == 40
+    assert any("40 steps fixed by the warm-up" in r.getMessage() and "reproducible" in r.getMessage()
+               for r in caplog.records)
+
+
 @pytest.mark.slow
 def test_espcn_beats_bicubic_on_the_embedded_validation_photos(tmp_path):
     """The product's promise, checked: a briefly trained ESPCN x3 gains over bicubic on unseen photos

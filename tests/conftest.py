@@ -39,7 +39,7 @@ os.environ["PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS"] = "1"
 INTEGRATION_FILES = {
     "test_flows.py", "test_flow_graph.py", "test_faults_flow.py", "test_prefect_server.py", "test_dvc_repro.py",
     "test_dvc_remote.py", "test_mlflow_server.py", "test_pipeline.py", "test_style_pipeline.py", "test_service.py",
-    "test_ddp.py", "test_bento.py", "test_demo_page.py",
+    "test_service_registry.py", "test_ddp.py", "test_bento.py", "test_demo_page.py",
 }
 
 

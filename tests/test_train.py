@@ -230,3 +230,28 @@ def test_run_record_holds_no_machine_paths(patches, tmp_path, monkeypatch):
     run = mlflow.get_run(result.run_id)
     assert run.data.tags["srstyle.exported_checkpoint"] == "best" and "loss_spikes" in run.data.metrics
     mlflow.set_tracking_uri(None)
+
+
+def test_a_loss_spike_is_counted_once_and_warned_about(caplog):
+    """Spike detection on the logged windows: one event per blow-up, a warning for it, the mean not dragged up."""
+    import logging
+    from types import SimpleNamespace
+
+    from srstyle.train.loop import Progress, _watch_spikes
+
+    t = SimpleNamespace(name="r", loss_key="train_loss", cfg=SimpleNamespace(spike_factor=2.0))
+    state = Progress(n_items=10, batch_size=2, seed=0)
+    losses = [1.0, 0.9, 0.8, 0.8, 5.0, 4.0, 4.5, 0.8, 0.7, 3.0, 0.7]  # one spike lasting 3 windows, then another
+    with caplog.at_level(logging.WARNING, logger="srstyle.train.loop"):
+        counts = []
+        for k, loss in enumerate(losses):
+            row = {"step": 10 * (k + 1), "train_loss": loss}
+            _watch_spikes(t, state, row, phase=0)
+            counts.append(row["loss_spikes"])
+    assert counts == [0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2]
+    warned = [r.getMessage() for r in caplog.records if "loss spike" in r.getMessage()]
+    assert len(warned) == 2 and "step 50" in warned[0] and "step 100" in warned[1]
+    assert state.spikes["reference"] < 1.0  # the spike windows did not raise the running mean
+    row = {"step": 120, "train_loss": float("nan")}
+    _watch_spikes(t, state, row, phase=0)
+    assert row["loss_spikes"] == 3  # a non-finite loss always counts

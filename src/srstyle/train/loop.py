@@ -193,7 +193,7 @@ class Progress:
         self.run_id: str | None = None
         self.sums: dict[str, Tensor] = {}
         self.count = 0
-        self.spikes = {"count": 0, "reference": None, "phase": 0}
+        self.spikes = {"count": 0, "reference": None, "phase": 0, "high_since": None}
         self.best: dict = {"step": None, "value": None}
         self._seconds_before = 0.0
         self._t0 = time.perf_counter()
@@ -547,7 +547,11 @@ def _round(v):
 
 
 def _watch_spikes(t: Trainer, state: Progress, row: dict, phase: int) -> None:
-    """A logged window's mean loss far above the running mean of the earlier ones is a spike."""
+    """A logged window's mean loss far above the running mean of the earlier ones starts a spike.
+
+    One spike is one event: the windows that stay high after it (a run that diverged) do not count again and
+    do not move the running mean, so the count says how often training blew up, and the log is not flooded.
+    """
     loss = row.get(t.loss_key)
     spikes = state.spikes
     if loss is None or not math.isfinite(loss):
@@ -557,13 +561,19 @@ def _watch_spikes(t: Trainer, state: Progress, row: dict, phase: int) -> None:
         row["loss_spikes"] = spikes["count"]
         return
     if spikes["phase"] != phase:
-        spikes.update(phase=phase, reference=None)
+        spikes.update(phase=phase, reference=None, high_since=None)
     ref = spikes["reference"]
     if ref is not None and loss > t.cfg.spike_factor * ref:
-        spikes["count"] += 1
-        log.warning("%s: loss spike at step %d: %.4g against a running mean of %.4g (x%.1f)", t.name, row["step"],
-                    loss, ref, loss / ref)
+        if spikes.get("high_since") is None:
+            spikes["count"] += 1
+            spikes["high_since"] = row["step"]
+            log.warning("%s: loss spike at step %d: %.4g against a running mean of %.4g (x%.1f)", t.name,
+                        row["step"], loss, ref, loss / ref)
     else:
+        if spikes.get("high_since") is not None:
+            log.info("%s: loss back under %.4g at step %d (high since step %d)", t.name, t.cfg.spike_factor * ref,
+                     row["step"], spikes["high_since"])
+            spikes["high_since"] = None
         spikes["reference"] = loss if ref is None else 0.8 * ref + 0.2 * loss
     row["loss_spikes"] = spikes["count"]
 

@@ -58,7 +58,7 @@ def _project_with_champion(root, monkeypatch):
     return onnx_file
 
 
-@pytest.mark.integration  # the CLI against a real MLflow registry: 6-25 s, kept out of the unit tier
+@pytest.mark.integration  # the CLI against a real MLflow registry: ~6 s, kept out of the unit tier
 def test_models_alias_uses_the_project_store_and_leaves_no_mlflow_db(tmp_path, monkeypatch, capsys):
     from pathlib import Path
 

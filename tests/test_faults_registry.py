@@ -144,7 +144,7 @@ json.dump({{"outcome": d.outcome, "version": d.version}}, open("decision.json", 
 """
 
 
-@pytest.mark.integration  # a real `dvc exp run`: 6-25 s, kept out of the unit tier
+@pytest.mark.integration  # a real `dvc exp run`: ~17 s, kept out of the unit tier
 @pytest.mark.timeout(300)
 def test_dvc_exp_run_registers_challengers_only(store, tmp_path):
     """A real `dvc exp run -S` (workspace and --temp): the better model becomes challenger, not champion;

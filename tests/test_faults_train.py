@@ -132,7 +132,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.integration  # subprocess training killed with SIGKILL: 6-25 s, kept out of the unit tier
+@pytest.mark.integration  # subprocess training killed with SIGKILL: ~12 s, kept out of the unit tier
 def test_sigkill_during_training_then_rerun_matches_an_uninterrupted_run(patches, tmp_path):
     raw = {**RAW, "train": {**RAW["train"], "steps": 3000, "checkpoint_every": 25, "val_every": 500, "log_every": 25}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))

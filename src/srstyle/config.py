@@ -335,16 +335,22 @@ class FastStyleConfig(StyleTrainConfig):
     residual_blocks: int = Field(5, gt=0)
     upsample: Literal["nearest", "bilinear"] = "nearest"   # decoder resize before each conv
     downsample: Literal["stride", "avgpool"] = "stride"    # encoder: stride-2 convs or 2x2 average pool + conv
+    # scaled_tanh: 0.5 + 0.6 tanh (Johnson's 150 tanh); linear (pytorch/examples); tanh: (tanh+1)/2, whose
+    # saturated black had no gradient to leave (dark droplets). models/style/transformer_net.py
+    output: Literal["scaled_tanh", "linear", "tanh"] = "scaled_tanh"
     loss: StyleLossConfig = StyleLossConfig()
 
 
 class MetaStyleConfig(StyleTrainConfig):
     base: int = Field(8, gt=0)              # generated transformer width (the paper's small network: 8)
     steps: int = Field(200, gt=0)
-    # Each generated weight is a sum over `hidden` head weights, each moved ~lr by Adam: keep lr small.
-    lr: float = Field(3e-5, gt=0)
+    lr: float = Field(1e-3, gt=0)           # the paper's Adam rate
     hidden: int = Field(128, gt=0)          # hidden units per group of the meta network's grouped FC layer
     residual_blocks: int = Field(5, gt=0)
+    # Consecutive steps on one painting before the next is drawn (the paper: 20): a new style every step
+    # averaged the paintings' gradients into one transformer for all of them.
+    steps_per_style: int = Field(20, gt=0)
+    output: Literal["scaled_tanh", "linear", "tanh"] = "scaled_tanh"
     loss: StyleLossConfig = StyleLossConfig()
 
 
@@ -380,9 +386,10 @@ class StyleConfig(_Strict):
     # grey ones included (more variety for the 2-core demo's training).
     content: DataConfig = DataConfig()
     styles: StyleSetConfig = StyleSetConfig()
-    # Average pooling in the loss network (as Gatys et al. recommend for synthesis): with max pooling the
-    # demo's fast net learned a 4-pixel grid texture at its 150-step budget (grid score 1.03 -> 0.42).
-    backbone: BackboneConfig = BackboneConfig(pooling="avg")
+    # Max pooling in the loss network of the feed-forward methods, as every reference trains them: with average
+    # pooling relu1_2 carried ~87% of the style loss and the loss's own optimum was a fine grid (issue 19).
+    # Average pooling stays in Gatys' optimisation (style.gatys.backbone), as his paper prefers for synthesis.
+    backbone: BackboneConfig = BackboneConfig(pooling="max")
     fast: FastStyleConfig = FastStyleConfig()
     meta: MetaStyleConfig = MetaStyleConfig()
     gatys: GatysConfig = GatysConfig()

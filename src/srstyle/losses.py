@@ -66,10 +66,14 @@ def generator_adversarial_loss(fake_logits: Tensor) -> Tensor:
 
 
 def gram_matrix(features: Tensor) -> Tensor:
-    """G_ij = sum_k F_ik F_jk / (C H W) over the flattened positions k (Gatys et al.; Johnson's normalisation)."""
+    """G_ij = sum_k F_ik F_jk / (C H W) over the flattened positions k (Gatys et al.; Johnson's normalisation).
+
+    Always float32, also under bf16/fp16 autocast: a sum over H*W products needs float32's mantissa (in bf16
+    the style loss of two near-equal Gram matrices would be rounding noise)."""
     b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w)
-    return flat @ flat.transpose(1, 2) / (c * h * w)
+    with torch.autocast(features.device.type, enabled=False):
+        flat = features.float().reshape(b, c, h * w)
+        return flat @ flat.transpose(1, 2) / (c * h * w)
 
 
 def channel_stats(features: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:

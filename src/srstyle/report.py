@@ -1,7 +1,7 @@
 """`srstyle report` (and the end of `make run`): the results of the pipeline in a screenful.
 
 One short table per task (super-resolution: PSNR/SSIM, gain over bicubic, champion; style transfer: style
-loss ratio, speed), where the pictures are, and how to open MLflow and the Prefect UI. Everything is read from
+and content loss against Gatys optimisation, the artefact checks, speed), where the pictures are, and how to open MLflow and the Prefect UI. Everything is read from
 the DVC outputs (no MLflow or torch import: it prints in well under a second); lines stay within ``WIDTH``.
 `dvc metrics show` keeps the full tables, `dvc metrics diff` compares commits.
 """
@@ -83,8 +83,10 @@ class SRRow:
 @dataclass
 class StyleRow:
     model: str
-    ratio: float | None
-    baseline: str
+    style_over_gatys: float | None      # style loss / Gatys' on the same (photo, painting): 1 = as optimisation
+    content_over_gatys: float | None
+    dark_blobs: float | None            # largest share of dark-blob pixels in one output
+    high_freq: float | None             # largest energy ratio at periods < 4 px, output / content
     ms: float | None
     champion: str = "-"
 
@@ -135,12 +137,19 @@ def collect(root: Path, runs: dict[str, Any] | None = None, styles: list[str] | 
             s.pictures.append((f"data/eval/{run}/comparison.png", f"{run}: LR | bicubic | model | HR"))
     sm = read_json(root / "data/style/eval/metrics.json")
     style_decisions = read_json(root / "data/style/registry/decisions.json")  # promote_style: style-<name>, style-meta
+    def style_row(label: str, prefix: str, ms_key: str, registered: str) -> StyleRow:
+        return StyleRow(label, _num(sm.get(f"{prefix}_style_loss_over_gatys")),
+                        _num(sm.get(f"{prefix}_content_loss_over_gatys")), _num(sm.get(f"{prefix}_max_dark_blob_fraction")),
+                        _num(sm.get(f"{prefix}_max_high_freq_ratio")), _num(sm.get(ms_key)),
+                        _verdict(style_decisions, registered))
+
     for style in styles:
-        s.style.append(StyleRow(f"fast:{style}", _num(sm.get(f"fast_{style}_style_loss_ratio_to_untrained")),
-                                "untrained net", _num(sm.get(f"fast_{style}_ms_512")),
-                                _verdict(style_decisions, f"style-{style}")))
-    s.style.append(StyleRow("meta (held-out paintings)", _num(sm.get("meta_held_out_style_loss_ratio_to_unstyled")),
-                            "unstyled content", _num(sm.get("meta_ms_512")), _verdict(style_decisions, "style-meta")))
+        s.style.append(style_row(f"fast:{style}", f"fast_{style}", f"fast_{style}_ms_512", f"style-{style}"))
+    s.style.append(style_row("meta (training paintings)", "meta_train", "meta_ms_512", "style-meta"))
+    s.style.append(style_row("meta (held-out paintings)", "meta_held_out", "meta_ms_512", "style-meta"))
+    if sm:
+        s.style.append(StyleRow("gatys (reference)", 1.0, 1.0, _num(sm.get("gatys_max_dark_blob_fraction")),
+                                _num(sm.get("gatys_max_high_freq_ratio")), None))
     for rel, what in (("data/compare/all_models.png", "every SR run on the same crop"),
                       ("data/style/eval/grid_fast.png", "fast style nets"),
                       ("data/style/eval/grid_meta.png", "meta network"),
@@ -177,10 +186,13 @@ def render(s: Summary, width: int = WIDTH) -> str:
     out += _table(["model", "scale", "PSNR dB", "SSIM", "gain dB", "champion?"], rows)
     if any(r.psnr is None for r in s.sr):
         out.append("  (- = not evaluated yet: `dvc repro`)")
-    out += ["", "Style transfer (held-out content; style loss / baseline, lower is better)"]
+    out += ["", "Style transfer (held-out photos; losses / Gatys' on the same pair: 1 = as optimisation, lower is "
+            "better; dark blobs: worst output's share of pixels; HF: energy at periods < 4 px / the photo's)"]
     ms = f"ms/image ({s.timing_size}px)" if s.timing_size else "ms/image"
-    rows = [[_clip(r.model, 30), _fmt(r.ratio, ".3f"), r.baseline, _fmt(r.ms, ".1f"), r.champion] for r in s.style]
-    out += _table(["model", "style loss ratio", "baseline", ms, "champion?"], rows)
+    rows = [[_clip(r.model, 30), _fmt(r.style_over_gatys, ".3f"), _fmt(r.content_over_gatys, ".3f"),
+             _fmt(None if r.dark_blobs is None else 100 * r.dark_blobs, ".3f"), _fmt(r.high_freq, ".2f"),
+             _fmt(r.ms, ".1f"), r.champion] for r in s.style]
+    out += _table(["model", "style / Gatys", "content / Gatys", "dark blobs %", "HF ratio", ms, "champion?"], rows)
     out += ["", "Pictures"]
     pics = s.pictures or [("(none yet)", "run `dvc repro`")]
     pw = max(len(p) for p, _ in pics)

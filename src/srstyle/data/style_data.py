@@ -22,6 +22,7 @@ from PIL import Image
 
 from ..config import DataConfig, StyleConfig, StyleSetConfig
 from ..io import load_rgb, read_json
+from ..painting_frame import trim_frame
 from .archive import extract_once
 from .fetch import FetchError, fetch
 
@@ -143,6 +144,12 @@ def resize_shorter(rgb: np.ndarray, size: int) -> np.ndarray:
 def load_image(path: Path, longest: int | None = None) -> torch.Tensor:
     """(1, 3, H, W) RGB in [0, 1]; longest side resized to ``longest`` when given."""
     rgb = load_rgb(path)
+    return to_tensor(resize_longest(rgb, longest) if longest else rgb)[None]
+
+
+def load_painting(path: Path, longest: int | None = None) -> torch.Tensor:
+    """A painting as a style target: like :func:`load_image`, without its frame (:mod:`srstyle.painting_frame`)."""
+    rgb = trim_frame(load_rgb(path))
     return to_tensor(resize_longest(rgb, longest) if longest else rgb)[None]
 
 

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..color import rgb_to_ycbcr_full, ycbcr_full_to_rgb
+from ..painting_frame import trim_frame
 from ..resize import bicubic_float
 from .sr import ModelLoadError
 
@@ -133,8 +134,9 @@ class MetaStylePredictor:
         return cls(to_weights, transform, style_size, str(metanet_path.parent), (meta, tr))
 
     def weights(self, painting_rgb: np.ndarray) -> np.ndarray:
-        """A painting (HxWx3 uint8, any size) -> its generated transformer weights, float32 [K]."""
-        x = resize_longest_float(to_nchw(painting_rgb), self.style_size)
+        """A painting (HxWx3 uint8, any size; a dark or white frame is cut off) -> its generated transformer
+        weights, float32 [K]."""
+        x = resize_longest_float(to_nchw(trim_frame(painting_rgb)), self.style_size)
         return np.asarray(self.to_weights(x), np.float32).reshape(-1)
 
     def stylize(self, content_rgb: np.ndarray, painting_rgb: np.ndarray | None = None, *,

@@ -3,8 +3,9 @@
 * ``train_fast_style`` - Johnson et al.: one TransformerNet per style, content crops in, perceptual loss
   (content at relu2_2, Gram style loss at relu1_2/relu2_2/relu3_3/relu4_3, total variation) against that style.
 * ``train_meta`` - Shen et al.: the meta network turns a style's VGG statistics into a transformer's weights;
-  each step draws one training style and a batch of content crops, and the loss flows through the generated
-  weights into the meta network.
+  it trains ``steps_per_style`` consecutive steps on one training painting (drawn in a seeded order that
+  depends only on the step, so a resumed run draws the same), a batch of content crops each, and the loss
+  flows through the generated weights into the meta network.
 
 Both run in the shared skeleton (:func:`srstyle.train.loop.fit`: budget, schedule, exact resume, keep-best
 on the held-out content photos, MLflow, progress) and write a ``model.pt`` loadable with
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import BackboneConfig, Params, StyleLossConfig, StyleTrainConfig
-from ..data.style_data import ContentCrops, StylePaths, load_image, style_names, to_uint8, validated_files
+from ..data.style_data import ContentCrops, StylePaths, load_image, load_painting, style_names, to_uint8, validated_files
 from ..data.download import sha256_file
 from ..losses import StyleTransferLoss, gram_matrix
 from ..models.backbones import build_backbone
@@ -70,7 +71,11 @@ def load_style_net(path: Path | str, device: str | torch.device = "cpu") -> tupl
     if "kind" not in payload or payload.get("arch") not in STYLE_NETS.names():
         raise ValueError(f"{path}: not an srstyle style model (no kind/arch); SR models go to `srstyle upscale`")
     net = STYLE_NETS.get(payload["arch"])(**payload["kwargs"])
-    net.load_state_dict(payload["state_dict"])
+    try:
+        net.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:  # a file of an earlier layout (e.g. the meta network that generated every conv)
+        raise ValueError(f"{path}: written by an earlier srstyle whose {payload['arch']} had another layout; "
+                         f"retrain it (`dvc repro` rebuilds it) ({str(exc).splitlines()[0]})") from None
     info = {k: v for k, v in payload.items() if k != "state_dict"}
     return net.to(device).eval(), info
 
@@ -88,7 +93,7 @@ def samples_picture(stylize: Callable[[Tensor], Tensor], contents: list[Tensor])
 
 
 def _run_style(*, params: Params, kind: str, run_name: str, cfg: StyleTrainConfig, net: nn.Module,
-               step_fn: Callable[[Tensor, np.random.Generator], dict[str, Tensor]], crops: ContentCrops,
+               step_fn: Callable[[Tensor, np.random.Generator, int], dict[str, Tensor]], crops: ContentCrops,
                out_dir: Path, fp: str, logged: dict, tracking_root: Path | None, progress: bool,
                stop_after: int | None, device: torch.device, save_fn: Callable[[Path, nn.Module, int], None],
                val_fn: Callable[[nn.Module], dict[str, float]], stylize: Callable[[Tensor], Tensor],
@@ -100,7 +105,7 @@ def _run_style(*, params: Params, kind: str, run_name: str, cfg: StyleTrainConfi
 
     def step(state, i: int, plan) -> dict[str, Tensor]:
         content = crops.batch(state.sampler.next_indices(), state.augment).to(device)
-        losses = step_fn(content, state.augment)
+        losses = step_fn(content, state.augment, i)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimizer.step()
@@ -162,18 +167,18 @@ def train_fast_style(params: Params, style: str, paths: StylePaths, out_dir: Pat
     if style not in styles:
         raise KeyError(f"style.fast.styles lists {style!r}, which is not among the validated style images {sorted(styles)}")
     device = _setup(cfg, params.seed)
-    kwargs = {"channels": cfg.channels, "residual_blocks": cfg.residual_blocks}
+    kwargs = {"channels": cfg.channels, "residual_blocks": cfg.residual_blocks, "output": cfg.output}
     if cfg.upsample != "nearest":  # files of the default architecture keep loading in older versions
         kwargs["upsample"] = cfg.upsample
     if cfg.downsample != "stride":
         kwargs["downsample"] = cfg.downsample
     net = TransformerNet(**kwargs).to(device)
     loss = build_style_loss(cfg.loss, params.style.backbone).to(device)
-    style_image = load_image(styles[style], cfg.style_size).to(device)
+    style_image = load_painting(styles[style], cfg.style_size).to(device)
     loss.set_style(style_image)
     crops = ContentCrops(validated_files(paths, "content", "train"), cfg.image_size)
 
-    def step_fn(content: Tensor, _rng) -> dict[str, Tensor]:
+    def step_fn(content: Tensor, _rng, _step: int) -> dict[str, Tensor]:
         return loss(net(content), content)
 
     fp = fingerprint(cfg.model_dump(exclude={"device", "threads", "checkpoint_every", "log_every", "styles"}),
@@ -204,7 +209,7 @@ def describe_styles(loss: StyleTransferLoss, files: dict[str, Path], size: int, 
     """name -> {"stats": (1, 1920) meta-network input, "grams": style targets}, computed once per painting."""
     out = {}
     for name, path in files.items():
-        feats = loss.backbone(load_image(path, size).to(device))
+        feats = loss.backbone(load_painting(path, size).to(device))
         out[name] = {"stats": style_statistics(feats, META_TAPS),
                      "grams": {t: gram_matrix(feats[t]) for t in loss.style_taps}}
     return out
@@ -218,15 +223,22 @@ def train_meta(params: Params, paths: StylePaths, out_dir: Path, *, tracking_roo
     if not train_styles:
         raise ValueError("no training styles left after holding out style.styles.held_out")
     device = _setup(cfg, params.seed)
-    kwargs = {"base": cfg.base, "hidden": cfg.hidden, "residual_blocks": cfg.residual_blocks}
+    kwargs = {"base": cfg.base, "hidden": cfg.hidden, "residual_blocks": cfg.residual_blocks, "output": cfg.output}
     net = MetaNet(**kwargs).to(device)
     loss = build_style_loss(cfg.loss, params.style.backbone, extra_taps=META_TAPS).to(device)
     described = describe_styles(loss, train_styles, cfg.style_size, device)
     names = sorted(described)
+    net.set_input_scale(torch.cat([described[n]["stats"] for n in names]))
     crops = ContentCrops(validated_files(paths, "content", "train"), cfg.image_size)
 
-    def step_fn(content: Tensor, rng: np.random.Generator) -> dict[str, Tensor]:
-        style = described[names[int(rng.integers(len(names)))]]
+    def style_at(step: int) -> str:
+        """Every painting once per cycle of len(names) * steps_per_style steps, in a seeded order per cycle."""
+        block = step // cfg.steps_per_style
+        order = np.random.default_rng([params.seed, block // len(names)]).permutation(len(names))
+        return names[int(order[block % len(names)])]
+
+    def step_fn(content: Tensor, _rng, step: int) -> dict[str, Tensor]:
+        style = described[style_at(step)]
         theta = net(style["stats"])
         return loss(net.transformer(content, theta[0]), content, style_grams=style["grams"])
 

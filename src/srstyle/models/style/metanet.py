@@ -1,16 +1,24 @@
 """Shen, Yan, Zeng, "Neural Style Transfer via Meta Networks", CVPR 2018.
 
 A meta network maps a style image's description (the channel mean and standard deviation of its VGG features
-at relu1_2, relu2_2, relu3_3, relu4_3: 2 x (64+128+256+512) = 1920 numbers) to all the convolution weights
-of a small image-transformation network, in one forward pass; new styles need no training.
+at relu1_2, relu2_2, relu3_3, relu4_3: 2 x (64+128+256+512) = 1920 numbers) to the weights of a small
+image-transformation network, in one forward pass; new styles need no training.
 
-    stats (1920) -> log1p -> LayerNorm -> Linear(1920, hidden * L) -> ReLU -> split into L groups
-    group l (hidden) -> Linear(hidden, |theta_l|) = weights and bias of transformer conv l
+    stats (1920) / per-tap scale -> Linear(1920, hidden * L) -> ReLU -> split into L groups
+    group l (hidden) -> Linear(hidden, |theta_l|) = conv weights and instance-norm scale/shift of layer l
 
-The generated transformer has Johnson's shape at base width ``base`` (the paper's small configuration uses 8):
-9x9 conv, two stride-2 convs, five residual blocks, two upsample+conv, 9x9 conv; instance norm without affine
-parameters (everything learnable is generated). ``GeneratedTransformer.forward(x, theta)`` takes the flat
-weight vector, so a style is applied with plain convolutions and the pair exports to ONNX as two graphs.
+The transformer has Johnson's shape at base width ``base`` (the paper's small configuration uses 8): 9x9 conv,
+two stride-2 convs, five residual blocks, two upsample+conv, 9x9 conv. As in the paper's network, the first
+and last 9x9 convolutions are ordinary parameters shared by every style (they map RGB to features and back);
+the middle ones (L = 2 + 10 + 2 = 14) are generated. A generated conv has no bias (the instance norm after it
+removes any bias) and gets the norm's scale and shift instead: per-style normalisation statistics are what
+conditional instance norm (Dumoulin et al. 2017) showed carry most of a style.
+
+The input statistics differ by orders of magnitude between taps (relu4_3's are ~100x relu1_2's with the Caffe
+VGG); each tap's means and stds are divided by one constant each (their average over the training paintings,
+a buffer), so the hidden layer sees every tap at order 1 and the paintings' differences as they are (no
+log or per-sample normalisation, which flattened them). ``GeneratedTransformer.forward(x, theta)`` takes the
+flat generated vector, so a style is applied with plain convolutions and the pair exports to ONNX as two graphs.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import STYLE_NETS
+from .transformer_net import image_output
 
 META_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 META_TAP_CHANNELS = (64, 128, 256, 512)
@@ -40,73 +49,82 @@ class ConvSpec:
     relu: bool = True
 
     @property
+    def weight_numel(self) -> int:
+        return self.cout * self.cin * self.kernel * self.kernel
+
+    @property
     def numel(self) -> int:
-        return self.cout * self.cin * self.kernel * self.kernel + self.cout
+        """Generated numbers: the conv weight, then the instance norm's scale and shift."""
+        return self.weight_numel + 2 * self.cout
 
 
 def transformer_specs(base: int, residual_blocks: int = 5) -> list[ConvSpec]:
+    """The generated (middle) convolutions, in order."""
     b = base
-    specs = [ConvSpec("enc1", 3, b, 9), ConvSpec("enc2", b, 2 * b, 3, 2), ConvSpec("enc3", 2 * b, 4 * b, 3, 2)]
+    specs = [ConvSpec("enc2", b, 2 * b, 3, 2), ConvSpec("enc3", 2 * b, 4 * b, 3, 2)]
     for i in range(residual_blocks):
         specs += [ConvSpec(f"res{i}a", 4 * b, 4 * b, 3), ConvSpec(f"res{i}b", 4 * b, 4 * b, 3, relu=False)]
-    specs += [ConvSpec("dec1", 4 * b, 2 * b, 3, upsample=2), ConvSpec("dec2", 2 * b, b, 3, upsample=2),
-              ConvSpec("dec3", b, 3, 9, norm=False, relu=False)]
+    specs += [ConvSpec("dec1", 4 * b, 2 * b, 3, upsample=2), ConvSpec("dec2", 2 * b, b, 3, upsample=2)]
     return specs
 
 
 class GeneratedTransformer(nn.Module):
-    """The image-transformation network whose weights come from outside, as one flat vector ``theta``."""
+    """Johnson's transformer whose middle convolutions come from outside, as one flat vector ``theta``."""
 
     input_kind, color = "content", "rgb"
 
-    def __init__(self, base: int = 8, residual_blocks: int = 5):
+    def __init__(self, base: int = 8, residual_blocks: int = 5, output: str = "scaled_tanh"):
         super().__init__()
         self.specs = transformer_specs(base, residual_blocks)
-        self.residual_blocks = residual_blocks
+        self.residual_blocks, self.output = residual_blocks, output
         self.sizes = [s.numel for s in self.specs]
         self.num_weights = sum(self.sizes)
+        self.first = nn.Conv2d(3, base, 9)          # shared by all styles; reflection-padded in forward
+        self.first_norm = nn.InstanceNorm2d(base, affine=True)
+        self.last = nn.Conv2d(base, 3, 9)
 
-    def split(self, theta: Tensor) -> list[tuple[Tensor, Tensor]]:
+    def split(self, theta: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
         out, offset = [], 0
         for s in self.specs:
-            w = theta[offset: offset + s.cout * s.cin * s.kernel * s.kernel].reshape(s.cout, s.cin, s.kernel, s.kernel)
-            offset += w.numel()
-            out.append((w, theta[offset: offset + s.cout]))
-            offset += s.cout
+            w = theta[offset: offset + s.weight_numel].reshape(s.cout, s.cin, s.kernel, s.kernel)
+            offset += s.weight_numel
+            gamma, beta = theta[offset: offset + s.cout], theta[offset + s.cout: offset + 2 * s.cout]
+            offset += 2 * s.cout
+            out.append((w, gamma, beta))
         return out
 
     @staticmethod
-    def _conv(x: Tensor, spec: ConvSpec, weight: Tensor, bias: Tensor) -> Tensor:
+    def _conv(x: Tensor, spec: ConvSpec, weight: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
         if spec.upsample > 1:
             x = F.interpolate(x, scale_factor=float(spec.upsample), mode="nearest")
         p = spec.kernel // 2
-        x = F.conv2d(F.pad(x, (p, p, p, p), mode="reflect"), weight, bias, stride=spec.stride)
-        if spec.norm:
-            x = F.instance_norm(x)
+        x = F.conv2d(F.pad(x, (p, p, p, p), mode="reflect"), weight, stride=spec.stride)
+        x = F.instance_norm(x, weight=gamma, bias=beta)
         return F.relu(x) if spec.relu else x
 
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
         """x: (N, 3, H, W) RGB in [0, 1]; theta: (num_weights,) one style's generated weights."""
         h, w = x.shape[-2:]
         x = F.pad(x, (0, (4 - w % 4) % 4, 0, (4 - h % 4) % 4), mode="reflect")
+        x = F.relu(self.first_norm(self.first(F.pad(x, (4, 4, 4, 4), mode="reflect"))))
         layers = list(zip(self.specs, self.split(theta.reshape(-1))))
-        for spec, (wt, b) in layers[:3]:
-            x = self._conv(x, spec, wt, b)
+        for spec, params in layers[:2]:
+            x = self._conv(x, spec, *params)
         for i in range(self.residual_blocks):
-            (sa, (wa, ba)), (sb, (wb, bb)) = layers[3 + 2 * i], layers[4 + 2 * i]
-            x = x + self._conv(self._conv(x, sa, wa, ba), sb, wb, bb)
-        for spec, (wt, b) in layers[3 + 2 * self.residual_blocks:]:
-            x = self._conv(x, spec, wt, b)
-        return (torch.tanh(x[..., :h, :w]) + 1) / 2  # bounded like Johnson's output layer
+            (sa, pa), (sb, pb) = layers[2 + 2 * i], layers[3 + 2 * i]
+            x = x + self._conv(self._conv(x, sa, *pa), sb, *pb)
+        for spec, params in layers[2 + 2 * self.residual_blocks:]:
+            x = self._conv(x, spec, *params)
+        y = self.last(F.pad(x, (4, 4, 4, 4), mode="reflect"))
+        return image_output(y[..., :h, :w], self.output, self.training)
 
     def initial_theta(self, generator: torch.Generator | None = None) -> Tensor:
-        """Weights as PyTorch's default conv initialisation would draw them (kaiming-uniform, a=sqrt(5))."""
+        """Conv weights as PyTorch's default initialisation draws them; norm scale 1, shift 0."""
         parts = []
         for s in self.specs:
-            fan_in = s.cin * s.kernel * s.kernel
-            bound = 1 / math.sqrt(fan_in)  # = gain(a=sqrt 5) * sqrt(3 / fan_in)
-            parts += [torch.empty(s.cout * fan_in).uniform_(-bound, bound, generator=generator),
-                      torch.empty(s.cout).uniform_(-bound, bound, generator=generator)]
+            bound = 1 / math.sqrt(s.cin * s.kernel * s.kernel)  # = gain(a=sqrt 5) * sqrt(3 / fan_in)
+            parts += [torch.empty(s.weight_numel).uniform_(-bound, bound, generator=generator),
+                      torch.ones(s.cout), torch.zeros(s.cout)]
         return torch.cat(parts)
 
 
@@ -117,17 +135,20 @@ class MetaNet(nn.Module):
     input_kind, color = "style_stats", "rgb"
 
     def __init__(self, base: int = 8, hidden: int = 128, residual_blocks: int = 5,
-                 tap_channels: tuple[int, ...] = META_TAP_CHANNELS, head_init_scale: float = 0.01):
+                 tap_channels: tuple[int, ...] = META_TAP_CHANNELS, head_init_scale: float = 0.1,
+                 output: str = "scaled_tanh"):
         super().__init__()
-        self.transformer = GeneratedTransformer(base, residual_blocks)
+        self.transformer = GeneratedTransformer(base, residual_blocks, output)
+        self.tap_channels = tuple(tap_channels)
         self.in_features = 2 * sum(tap_channels)
-        self.norm = nn.LayerNorm(self.in_features)
+        # Per-tap input scale (see the module docstring); set from the training paintings by set_input_scale.
+        self.register_buffer("input_scale", torch.ones(self.in_features))
         groups = len(self.transformer.specs)
         self.hidden = nn.Linear(self.in_features, hidden * groups)
         self.hidden_size = hidden
         self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in self.transformer.sizes)
         # Start from an ordinary randomly initialised transformer (the heads' biases) that the style input
-        # perturbs a little, so early training sees sane activations whatever the style statistics.
+        # moves by a tenth, so early training sees sane activations whatever the style statistics.
         theta0 = self.transformer.initial_theta(torch.Generator().manual_seed(0))
         offset = 0
         with torch.no_grad():
@@ -136,8 +157,19 @@ class MetaNet(nn.Module):
                 head.weight.mul_(head_init_scale)
                 offset += n
 
+    @torch.no_grad()
+    def set_input_scale(self, stats: Tensor) -> None:
+        """One scale per tap and statistic (mean / std): their average over ``stats`` (paintings, 1920)."""
+        scale, offset = [], 0
+        for c in self.tap_channels:
+            for _ in ("mean", "std"):
+                part = stats[:, offset: offset + c]
+                scale.append(part.abs().mean().clamp_min(1e-6).expand(c))
+                offset += c
+        self.input_scale.copy_(torch.cat(scale))
+
     def forward(self, stats: Tensor) -> Tensor:
-        h = F.relu(self.hidden(self.norm(torch.log1p(stats))))
+        h = F.relu(self.hidden(stats / self.input_scale))
         groups = h.split(self.hidden_size, dim=1)
         return torch.cat([head(g) for head, g in zip(self.heads, groups)], dim=1)
 

@@ -10,9 +10,16 @@ that 4-pixel grid (data/style/eval/grid_fast.png at the CPU demo's budget).
 Every conv is reflection-padded; every conv but the last is followed by instance norm and ReLU. Upsampling is
 nearest-neighbour then convolution rather than a transposed convolution, which avoids checkerboard
 artefacts (Odena, Dumoulin, Olah, Distill 2016). With c = 32 (the paper) it has 1,679,235 parameters.
-Input and output are RGB in [0, 1]: as in the paper, a scaled tanh bounds the output, (tanh(y) + 1) / 2, so an
-untrained network cannot feed the loss network values far outside the image range (whose Gram matrices
-would be orders of magnitude off and leave Adam's second-moment estimates inflated for hundreds of steps).
+Input and output are RGB in [0, 1]; the last conv's value y becomes the image by ``output``:
+
+* ``scaled_tanh``: 0.5 + 0.6 tanh(y), Johnson's ``150 tanh`` on a mean-subtracted 0-255 scale. Bounded (an
+  untrained net cannot feed the loss network values far outside the image, whose Gram matrices would be
+  orders of magnitude off), yet black and white lie where the slope is still 0.31;
+* ``linear``: 0.5 + y (pytorch/examples), unbounded while training;
+* ``tanh``: the earlier (tanh(y) + 1) / 2: black and white only where the tanh saturates and the gradient
+  vanishes, so a unit that went dark stayed dark (the dark droplets of issue 19); kept for files trained with it.
+
+In eval mode (inference, export) every kind is clamped to [0, 1].
 """
 
 from __future__ import annotations
@@ -22,6 +29,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import STYLE_NETS
+
+OUTPUTS = ("scaled_tanh", "linear", "tanh")
+SCALED_TANH_RANGE = 0.6   # Johnson's 150 / 255: black and white at |tanh| = 0.83, where the slope is still 0.31
+
+
+def image_output(y: Tensor, kind: str, training: bool) -> Tensor:
+    """The last conv's values as an RGB image in [0, 1] (see the module docstring for the kinds)."""
+    if kind == "tanh":
+        return (torch.tanh(y) + 1) / 2
+    y = 0.5 + (SCALED_TANH_RANGE * torch.tanh(y) if kind == "scaled_tanh" else y)  # mid-grey at y = 0
+    return y if training else y.clamp(0.0, 1.0)
 
 
 class ConvLayer(nn.Sequential):
@@ -58,8 +76,11 @@ class TransformerNet(nn.Module):
     input_kind, color = "content", "rgb"
 
     def __init__(self, channels: int = 32, residual_blocks: int = 5, upsample: str = "nearest",
-                 downsample: str = "stride"):
+                 downsample: str = "stride", output: str = "tanh"):
         super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.output = output
         if upsample not in ("nearest", "bilinear"):
             raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
         if downsample not in ("stride", "avgpool"):
@@ -77,5 +98,5 @@ class TransformerNet(nn.Module):
         h, w = x.shape[-2:]
         # Two stride-2 convs: pad to a multiple of 4 so the output has the input's size, then crop back.
         x = F.pad(x, (0, (4 - w % 4) % 4, 0, (4 - h % 4) % 4), mode="reflect")
-        y = self.decoder(self.residuals(self.encoder(x)))
-        return (torch.tanh(y[..., :h, :w]) + 1) / 2
+        y = self.decoder(self.residuals(self.encoder(x)))[..., :h, :w]
+        return image_output(y, self.output, self.training)

@@ -35,7 +35,12 @@ def finished_project(root: Path) -> Path:
         "srgan_x4": {"registered_model": "sr-x4", "version": "2", "outcome": "kept champion", "champion_version": "1"}})
     _write(root / "data/style/eval/metrics.json", {
         "fast_starry_night_style_loss_ratio_to_untrained": 0.4123, "fast_starry_night_ms_512": 35.25,
-        "meta_held_out_style_loss_ratio_to_unstyled": 0.6031, "meta_ms_512": 61.0})
+        "fast_starry_night_style_loss_over_gatys": 1.4471, "fast_starry_night_content_loss_over_gatys": 0.8261,
+        "fast_starry_night_max_dark_blob_fraction": 0.00073, "fast_starry_night_max_high_freq_ratio": 4.53,
+        "fast_starry_night_max_high_freq_over_gatys": 1.21,
+        "meta_train_style_loss_over_gatys": 1.9375, "meta_held_out_style_loss_over_gatys": 2.4211,
+        "meta_held_out_style_loss_ratio_to_unstyled": 0.6031, "meta_ms_512": 61.0,
+        "gatys_max_dark_blob_fraction": 0.0, "gatys_max_high_freq_ratio": 4.56})
     _write(root / "data/style/registry/decisions.json", {
         "style-starry_night": {"registered_model": "style-starry_night", "version": "3", "outcome": "promoted",
                                "champion_version": "2"},
@@ -57,9 +62,15 @@ def test_summary_is_narrow_and_names_every_gain_and_the_champions(tmp_path, monk
     assert "+2.10" in row["fsrcnn_x3"] and row["fsrcnn_x3"].split()[-1] == "no"
     assert "x4" in row["edsr_x4"] and "+0.90" in row["edsr_x4"] and "yes (sr-x4 v1)" in row["edsr_x4"]
     assert "-0.80" in row["srgan_x4"] and "yes" not in row["srgan_x4"]
-    assert "0.412" in text and "35.2" in text and "0.603" in text and "61.0" in text
     fast = next(line for line in lines if line.startswith("  fast:starry_night"))
     meta = next(line for line in lines if line.startswith("  meta (held-out"))
+    meta_train = next(line for line in lines if line.startswith("  meta (training"))
+    gatys = next(line for line in lines if line.startswith("  gatys"))
+    # the style models are shown against Gatys, never against an untrained net or the unstyled photo
+    assert fast.split()[1:7] == ["1.447", "0.826", "0.073", "4.53", "1.21", "35.2"]
+    assert "0.412" not in text and "0.603" not in text and "untrained" not in text
+    assert meta.split()[3] == "2.421" and "61.0" in meta and meta_train.split()[3] == "1.938"
+    assert gatys.split()[2:5] == ["1.000", "1.000", "0.000"]
     assert fast.endswith("yes (style-starry_night v3)") and meta.endswith("no")
     assert "data/eval/edsr_x4/comparison.png" in text
     assert "make mlflow-server" in text and "make prefect-ui" in text and "dvc metrics diff" in text

@@ -87,6 +87,7 @@ class StyleRow:
     content_over_gatys: float | None
     dark_blobs: float | None            # largest share of dark-blob pixels in one output
     high_freq: float | None             # largest energy ratio at periods < 4 px, output / content
+    high_freq_over_gatys: float | None  # the same against Gatys' output for that pair
     ms: float | None
     champion: str = "-"
 
@@ -140,7 +141,8 @@ def collect(root: Path, runs: dict[str, Any] | None = None, styles: list[str] | 
     def style_row(label: str, prefix: str, ms_key: str, registered: str) -> StyleRow:
         return StyleRow(label, _num(sm.get(f"{prefix}_style_loss_over_gatys")),
                         _num(sm.get(f"{prefix}_content_loss_over_gatys")), _num(sm.get(f"{prefix}_max_dark_blob_fraction")),
-                        _num(sm.get(f"{prefix}_max_high_freq_ratio")), _num(sm.get(ms_key)),
+                        _num(sm.get(f"{prefix}_max_high_freq_ratio")), _num(sm.get(f"{prefix}_max_high_freq_over_gatys")),
+                        _num(sm.get(ms_key)),
                         _verdict(style_decisions, registered))
 
     for style in styles:
@@ -149,7 +151,7 @@ def collect(root: Path, runs: dict[str, Any] | None = None, styles: list[str] | 
     s.style.append(style_row("meta (held-out paintings)", "meta_held_out", "meta_ms_512", "style-meta"))
     if sm:
         s.style.append(StyleRow("gatys (reference)", 1.0, 1.0, _num(sm.get("gatys_max_dark_blob_fraction")),
-                                _num(sm.get("gatys_max_high_freq_ratio")), None))
+                                _num(sm.get("gatys_max_high_freq_ratio")), 1.0, None))
     for rel, what in (("data/compare/all_models.png", "every SR run on the same crop"),
                       ("data/style/eval/grid_fast.png", "fast style nets"),
                       ("data/style/eval/grid_meta.png", "meta network"),
@@ -186,13 +188,14 @@ def render(s: Summary, width: int = WIDTH) -> str:
     out += _table(["model", "scale", "PSNR dB", "SSIM", "gain dB", "champion?"], rows)
     if any(r.psnr is None for r in s.sr):
         out.append("  (- = not evaluated yet: `dvc repro`)")
-    out += ["", "Style transfer (held-out photos; losses / Gatys' on the same pair: 1 = as optimisation, lower is "
-            "better; dark blobs: worst output's share of pixels; HF: energy at periods < 4 px / the photo's)"]
-    ms = f"ms/image ({s.timing_size}px)" if s.timing_size else "ms/image"
+    out += ["", "Style transfer (held-out photos; style and content loss / Gatys' on the same pair: 1 = as optimisation,",
+            "lower is better; dark %: dark-blob pixels of the worst output; HF: energy at periods < 4 px of the worst",
+            "output / the photo's and / Gatys' output's)"]
+    ms = f"ms/{s.timing_size}px" if s.timing_size else "ms/image"
     rows = [[_clip(r.model, 30), _fmt(r.style_over_gatys, ".3f"), _fmt(r.content_over_gatys, ".3f"),
              _fmt(None if r.dark_blobs is None else 100 * r.dark_blobs, ".3f"), _fmt(r.high_freq, ".2f"),
-             _fmt(r.ms, ".1f"), r.champion] for r in s.style]
-    out += _table(["model", "style / Gatys", "content / Gatys", "dark blobs %", "HF ratio", ms, "champion?"], rows)
+             _fmt(r.high_freq_over_gatys, ".2f"), _fmt(r.ms, ".1f"), r.champion] for r in s.style]
+    out += _table(["model", "style", "content", "dark %", "HF/photo", "HF/Gatys", ms, "champion?"], rows)
     out += ["", "Pictures"]
     pics = s.pictures or [("(none yet)", "run `dvc repro`")]
     pw = max(len(p) for p, _ in pics)

@@ -142,6 +142,8 @@ def evaluate_style(params: Params, paths: StylePaths, out_dir: Path, *, tracking
                 if ref:
                     measured["style_loss_over_gatys"] = measured["style_loss"] / max(ref["style_loss"], 1e-12)
                     measured["content_loss_over_gatys"] = measured["content_loss"] / max(ref["content_loss"], 1e-12)
+                    # painterly strokes are fine detail too: Gatys' own output is the yardstick for it
+                    measured["high_freq_over_gatys"] = measured["high_freq_ratio"] / max(ref["high_freq_ratio"], 1e-12)
                 pictures.setdefault(method.split(":")[0], {})[(c_name, s_name)] = to_uint8(out[0])
                 rows.append({"method": method, "style": s_name, "content": c_name,
                              "held_out_style": s_name in held_out, **measured})
@@ -197,6 +199,7 @@ def _summarise(rows: list[dict], increases: list[float], timing: dict, fast_styl
         out[f"{prefix}_content_loss_over_gatys"] = _mean(rows, "content_loss_over_gatys", **match)
         out[f"{prefix}_max_dark_blob_fraction"] = _max(rows, "dark_blob_fraction", **match)
         out[f"{prefix}_max_high_freq_ratio"] = _max(rows, "high_freq_ratio", **match)
+        out[f"{prefix}_max_high_freq_over_gatys"] = _max(rows, "high_freq_over_gatys", **match)
 
     for style in fast_styles:
         trained = _mean(rows, "style_loss", method=f"fast:{style}")

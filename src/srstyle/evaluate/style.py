@@ -101,7 +101,7 @@ def evaluate_style(params: Params, paths: StylePaths, out_dir: Path, *, tracking
     torch.manual_seed(params.seed)
     from ..models.style.transformer_net import TransformerNet
 
-    untrained = TransformerNet(cfg.fast.channels, cfg.fast.residual_blocks).eval()
+    untrained = TransformerNet(cfg.fast.channels, cfg.fast.residual_blocks, output=cfg.fast.output).eval()
     methods["fast_untrained"] = (Stylizer("fast", net=untrained), list(cfg.fast.styles))
     meta_file = paths.meta_model_dir / "model.pt"
     if meta_file.is_file():

@@ -18,7 +18,7 @@ With precision given explicitly only the backend is chosen (the fastest; no gate
 
 The measurements (not the decision: the gates are re-applied at every load, so changing a threshold or
 re-running the export's evaluation takes effect without re-measuring) are cached as one small JSON per
-(CPU, model file hashes, variants, library versions, threads) under ``SRSTYLE_CACHE_DIR``, else
+(CPU, model file hashes, variants, library versions, threads, spinning) under ``SRSTYLE_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/srstyle``, else ``~/.cache/srstyle`` (``engine/<key>.json``, written atomically).
 """
 
@@ -203,7 +203,8 @@ def _cache_key(path: Path, pairs: list[tuple[str, str]], cfg: EngineConfig) -> t
         versions["openvino"] = openvino.__version__
     files = {p: _sha256(variant_path(path, p)) for p in sorted({p for _, p in pairs})}
     fields = {"v": _MEASURE_VERSION, "cpu": cpu_signature(), "files": files, "variants": [f"{b}/{p}" for b, p in pairs],
-              "versions": versions, "threads": cfg.intra_op_threads, "probe": cfg.auto_probe_size,
+              "versions": versions, "threads": cfg.intra_op_threads, "spinning": cfg.allow_spinning,
+              "probe": cfg.auto_probe_size,
               "openvino_hint": cfg.openvino_hint}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24], fields
 

@@ -57,6 +57,10 @@ def test_openvino_fp32_equals_onnxruntime_and_bf16_agrees(exported):
     assert got.shape == ref.shape == (1, 1, 87, 123)
     # bf16 keeps 8 mantissa bits: close to fp32 on images (>= 40 dB), but not equal where bf16 is really used
     assert output_psnr(got, ref) >= 40
+    from srstyle.engine import openvino_has_bf16
+
+    if openvino_has_bf16():
+        assert np.max(np.abs(got - ref)) > 1e-4
     assert bf16.describe()["backend"] == "openvino" and bf16.describe()["precision"] == "bf16"
 
 
@@ -227,3 +231,26 @@ def test_style_models_open_on_both_backends(tmp_path):
     a = open_model(path, ORT32).run_feeds({"content": x})[0]
     b = open_model(path, OV32).run_feeds({"content": x})[0]
     assert np.max(np.abs(a - b)) <= 1e-3
+
+
+def test_cli_backend_and_precision_flags(exported, tmp_path, caplog):
+    from PIL import Image
+
+    from srstyle.cli import main
+    from tests.helpers import photo
+
+    src = tmp_path / "in.png"
+    Image.fromarray(photo(30, 40, seed=2)).save(src)
+    with caplog.at_level("INFO"):
+        assert main(["upscale", str(src), str(tmp_path / "a.png"), "--model", str(exported), "--backend", "openvino",
+                     "--precision", "bf16", "--params", str(tmp_path / "none.yaml")]) == 0
+        assert main(["upscale", str(src), str(tmp_path / "b.png"), "--model", str(exported), "--backend", "onnxruntime",
+                     "--precision", "fp32", "--params", str(tmp_path / "none.yaml")]) == 0
+    a = np.asarray(Image.open(tmp_path / "a.png"), np.float64)
+    b = np.asarray(Image.open(tmp_path / "b.png"), np.float64)
+    assert a.shape == b.shape == (90, 120, 3)
+    from srstyle.engine import openvino_has_bf16
+
+    assert np.abs(a - b).max() <= 3  # agrees to a few 8-bit levels
+    if openvino_has_bf16():
+        assert np.abs(a - b).max() > 0  # and bf16 really ran: not bit-equal to fp32

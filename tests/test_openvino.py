@@ -69,6 +69,8 @@ def test_output_buffer_new_shapes_and_no_leak(exported):
     x = _x(1, 20, 30)
     out = np.full((1, 1, 60, 90), -7.0, np.float32)
     assert eng.run(x, out=out) is out and np.max(np.abs(out - OrtEngine(exported, ORT32).run(x))) <= 1e-4
+    # the plain call after a bound one, at another size (a bound output tensor has a fixed shape)
+    assert eng.run_feeds({"lr": _x(2, 11, 13)})[0].shape == (1, 1, 33, 39)
     with pytest.raises(EngineError, match="output buffer"):
         eng.run(x, out=np.empty((1, 1, 60, 91), np.float32))
     with pytest.raises(EngineError, match=r"expects \[N,1,H,W\]"):

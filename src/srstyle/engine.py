@@ -214,10 +214,14 @@ class OvModel:
     def _check_meta(self) -> None:
         """Subclasses refuse files that are not theirs before compiling."""
 
-    def _request(self):
-        request = getattr(self._local, "request", None)
+    def _request(self, slot: str = "request"):
+        """This thread's infer request; ``slot`` keeps the one whose tensors are bound to callers' buffers
+        (:meth:`OvEngine.run`) apart from the one that allocates its own (a bound output tensor has a
+        fixed shape, so the same request could not then run another size)."""
+        request = getattr(self._local, slot, None)
         if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
+            request = self.compiled.create_infer_request()
+            setattr(self._local, slot, request)
         return request
 
     def run_feeds(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -307,11 +311,11 @@ class OvEngine(_SRMixin, OvModel):
         import openvino as ov
 
         x, shape = self._checked(x, out)
-        request = self._request()
         if out is None and not self.cfg.io_binding:
-            return np.array(request.infer({0: x}, share_inputs=True)[0])
+            return np.array(self._request().infer({0: x}, share_inputs=True)[0])
         if out is None:
             out = np.empty(shape, dtype=np.float32)
+        request = self._request("bound")
         request.set_input_tensor(0, ov.Tensor(x, shared_memory=True))
         request.set_output_tensor(0, ov.Tensor(out, shared_memory=True))
         request.infer()

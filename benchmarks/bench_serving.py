@@ -10,6 +10,10 @@ machine in the same run:
 * the service (`bentoml serve`, 2 workers) at concurrency 1 and 8, adaptive batching on (params
   serving.max_batch_size/max_latency_ms) and off (max_batch_size 1): rate, p50, p99, errors;
 
+``--engines``: the in-process rate of each backend/precision side by side (onnxruntime fp32/int8, OpenVINO
+fp32/bf16/int8, and what ``engine: auto`` picks), with each one's output PSNR against onnxruntime fp32;
+``--backend``/``--precision`` set params.yaml ``engine:`` for the service runs.
+
 then the service's c=8 rate over the in-process rate (target >= 1.5 on 2 cores), and the server's idle RSS
 with SR and style models loaded. Models: the given ONNX files, else ESPCN x3 of params.yaml's size and a
 Johnson net of the demo's width, exported with random weights (speed does not depend on the weights).
@@ -81,21 +85,42 @@ def _models(folder: Path, sr: str | None, style: str | None) -> Path:
     return folder
 
 
-def in_process(kind: str, folder: Path, bodies: list[bytes], seconds: float) -> dict:
+def in_process(kind: str, folder: Path, bodies: list[bytes], seconds: float, engine=None) -> dict:
     from srstyle.predict import SRPredictor, StylePredictor, decode_image, encode_image
 
     if kind == "sr":
-        p = SRPredictor.from_onnx(folder / "sr-x3.onnx")
+        p = SRPredictor.from_onnx(folder / "sr-x3.onnx", engine)
         work = lambda rgb: p.upscale(rgb, tile=256)  # noqa: E731
     else:
-        p = StylePredictor.from_onnx(folder / "style-bench.onnx")
+        p = StylePredictor.from_onnx(folder / "style-bench.onnx", engine)
         work = p.stylize
-    encode_image(work(decode_image(bodies[0])), "png", png_level=1)  # warm-up
+    first = work(decode_image(bodies[0]))  # warm-up
+    encode_image(first, "png", png_level=1)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds or n < 5:
         encode_image(work(decode_image(bodies[n % len(bodies)])), "png", png_level=1)
         n += 1
-    return {"rate": n / (time.perf_counter() - t0), "n": n}
+    return {"rate": n / (time.perf_counter() - t0), "n": n, "first": first, "engine": p.engine}
+
+
+def engine_rows(kind: str, folder: Path, bodies: list[bytes], seconds: float) -> None:
+    """In-process rate of every backend/precision, and each one's first output against onnxruntime fp32."""
+    from engine_variants import runnable
+
+    from srstyle.config import EngineConfig
+    from srstyle.evaluate.metrics import psnr
+
+    path = folder / ("sr-x3.onnx" if kind == "sr" else "style-bench.onnx")
+    rows = {}
+    for backend, precision in runnable(path) + [("auto", "auto")]:
+        r = in_process(kind, folder, bodies, seconds, EngineConfig(backend=backend, precision=precision))
+        rows[f"{backend} {precision}" + (f" -> {r['engine'].backend} {r['engine'].precision}" if backend == "auto" else "")] = r
+    ref = next(iter(rows.values()))
+    base = ref["rate"]
+    for label, r in rows.items():
+        db = psnr(r["first"], ref["first"]) if r is not ref else float("inf")
+        print(f"in-process  {kind:5s} {label:34s} {r['rate']:6.2f} req/s  x{r['rate'] / base:4.2f}  "
+              f"vs fp32 {min(db, 999):6.1f} dB (8-bit output)")
 
 
 def _server_rss(pid: int) -> float:
@@ -139,11 +164,11 @@ def load(url: str, route: str, data: dict, bodies: list[bytes], concurrency: int
             "errors": sum(code != 200 for code, _ in results), "n": n}
 
 
-def serve(folder: Path, tmp: Path, batch: int, latency_ms: int):
+def serve(folder: Path, tmp: Path, batch: int, latency_ms: int, engine: str = ""):
     from tests.servers import free_port, wait_http
 
     params = tmp / f"params_{batch}.yaml"
-    params.write_text(f"serving:\n  max_batch_size: {batch}\n  max_latency_ms: {latency_ms}\n  workers: 2\n")
+    params.write_text(f"serving:\n  max_batch_size: {batch}\n  max_latency_ms: {latency_ms}\n  workers: 2\n{engine}")
     port = free_port()
     env = {**os.environ, "SRSTYLE_SERVE_DIR": str(folder), "SRSTYLE_PARAMS": str(params), "BENTOML_HOME": str(tmp / "bentoml"),
            "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO / "src")}
@@ -171,30 +196,43 @@ def main() -> int:
     ap.add_argument("--sr-model")
     ap.add_argument("--style-model")
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, not for figures)")
+    ap.add_argument("--engines", action="store_true", help="only the in-process rate of every backend/precision")
+    ap.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"], help="engine.backend of the service")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"], help="engine.precision of the service")
     args = ap.parse_args()
     from srstyle.config import ServingConfig
 
     default = ServingConfig()
     n1, n8, secs = (12, 40, 3.0) if args.quick else (40, 200, 15.0)
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    flags = subprocess.run("grep -o 'avx512_vnni\\|avx_vnni\\|avx2' /proc/cpuinfo | sort -u | tr '\\n' ' '",
-                           shell=True, capture_output=True, text=True).stdout
-    print(f"cpus: {os.cpu_count()}  flags: {flags}")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from engine_variants import cpu_line
+
+    print("machine:", cpu_line())
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp_s:
         tmp = Path(tmp_s)
         folder = _models(tmp / "models", args.sr_model, args.style_model)
         cases = {"sr 256x256 x3": ("sr", "upscale", {"scale": "3"}, [_png(_photo(256, 256, s)) for s in range(8)]),
                  "style 512x512": ("style", "stylize", {"style": "bench"}, [_png(_photo(512, 512, s)) for s in range(4)])}
+        if args.engines:
+            for name, (kind, _, _, bodies) in cases.items():
+                engine_rows(kind, folder, bodies, secs)
+            print("machine:", cpu_line())
+            return 0
         rows = []
+        engine = f"engine:\n  backend: {args.backend}\n  precision: {args.precision}\n"
         for batch in (default.max_batch_size, 1):
-            proc, url = serve(folder, tmp, batch, default.max_latency_ms)
+            proc, url = serve(folder, tmp, batch, default.max_latency_ms, engine)
             try:
                 if batch > 1:
                     print(f"server RSS idle (2 workers, SR + style loaded): {_server_rss(proc.pid):.0f} MiB")
                 for name, (kind, route, data, bodies) in cases.items():
                     # the reference is measured right before the service, with the server idle: other jobs on a
                     # shared machine change both alike, so the ratio is taken side by side
-                    base = {name: in_process(kind, folder, bodies, secs)}
+                    from srstyle.config import EngineConfig
+
+                    base = {name: in_process(kind, folder, bodies, secs, EngineConfig(backend=args.backend,
+                                                                                     precision=args.precision))}
                     print(f"in-process  {name:14s}  {base[name]['rate']:6.2f} req/s  ({base[name]['n']} requests, "
                           "decode+core+PNG level 1, one process)")
                     scale = 1 if kind == "sr" else 4

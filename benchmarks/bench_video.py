@@ -7,12 +7,16 @@
 3. End to end: `srstyle upscale` on a generated 10-second 640x360 24 fps clip (H.264 + AAC), fp32 and int8:
    fps and the busy time of each stage (decode + chroma upsampling, inference, encode + mux); and
    `srstyle stylize` on the same clip (RGB frames through a fast style network, 640x360 -> 640x360).
+5. ``--engines``: every backend and precision side by side (onnxruntime fp32/int8, OpenVINO fp32/bf16/int8,
+   and what ``engine: auto`` picks here): ms per ESPCN 360p frame, per EDSR-demo x4 480x270 frame and per
+   512x512 fast-style image with each output's PSNR against onnxruntime fp32, then the video path in each.
 4. With ``--reference-src OTHER/src``: the SR video path of another srstyle source tree (e.g. the main
    branch before a change) timed beside this one, alternating runs in the same benchmark, each in a fresh
    process: the before/after ratio is measured under the same load.
 
     python benchmarks/bench_video.py [--model data/models/espcn_x3/model.pt] [--json out.json]
     python benchmarks/bench_video.py --video-only --reference-src /path/to/main/src --rounds 3
+    python benchmarks/bench_video.py --engines [--seconds 4] [--repeats 8]
 
 The weights do not change fp32 speed; int8 is calibrated on patches of the model's own inputs (synthetic
 photos here, or the patch store with --patches), and its PSNR against fp32 on the clip's first frame is
@@ -37,6 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_espcn import espcn_flops  # noqa: E402
+from engine_variants import compare, cpu_line, photo_like, print_rows, runnable  # noqa: E402
 
 from srstyle.config import EngineConfig, Int8Config, VideoConfig  # noqa: E402
 from srstyle.engine import OrtEngine  # noqa: E402
@@ -91,7 +96,7 @@ from srstyle.inference import load_sr_model
 from srstyle.video import upscale_video
 import srstyle
 vcfg = VideoConfig()
-sr = load_sr_model(sys.argv[1], engine=EngineConfig(allow_spinning=vcfg.allow_spinning))
+sr = load_sr_model(sys.argv[1], engine=EngineConfig(backend="onnxruntime", precision="fp32", allow_spinning=vcfg.allow_spinning))
 stats = upscale_video(sr, sys.argv[2], sys.argv[3], vcfg, progress=False)
 print(json.dumps({"src": srstyle.__file__, "fps": stats.fps, "frames": stats.frames,
                   "stage_seconds": stats.stage_seconds}))
@@ -146,9 +151,10 @@ def video_only(args) -> None:
         int8_path = quantize_sr_onnx(fp32_path, patches, Int8Config(), tmp / "espcn_x3.int8.onnx")
         clip = synthetic_clip(tmp / "clip.mp4", 640, 360, seconds=args.seconds, fps=24, audio=True)
         vcfg = VideoConfig()
-        engine = EngineConfig(allow_spinning=vcfg.allow_spinning)
+        engine = EngineConfig(backend="onnxruntime", precision="fp32", allow_spinning=vcfg.allow_spinning)
         for label, path in (("fp32", fp32_path), ("int8 (params default)", int8_path)):
-            stats = upscale_video(load_sr_model(path, engine=engine), clip, tmp / "out.mp4", vcfg, progress=False)
+            cfg = engine.model_copy(update={"precision": "int8" if path.name.endswith(".int8.onnx") else "fp32"})
+            stats = upscale_video(load_sr_model(path, engine=cfg), clip, tmp / "out.mp4", vcfg, progress=False)
             results["video"][label] = _video_row(stats)
         results["video"]["stylize (fast net)"] = stylize_fps(args, clip, tmp, vcfg, engine)
         if args.reference_src:
@@ -168,6 +174,60 @@ def video_only(args) -> None:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
 
+def engines_section(args) -> None:
+    """Section 5: every backend/precision side by side (see the module docstring)."""
+    from srstyle.export.style_onnx import export_fast
+    from srstyle.models.style.transformer_net import TransformerNet
+
+    print("machine:", cpu_line())
+    torch.manual_seed(0)
+    model_file = Path(args.model) if args.model else Path("data/models/espcn_x3/model.pt")
+    if model_file.is_file():
+        from srstyle.models.files import load_model_file
+
+        model, weights = load_model_file(model_file).eval(), str(model_file)
+    else:
+        model, weights = build_model("espcn", 3).eval(), "random init (speed does not depend on weights)"
+    results: dict = {"machine": cpu_line(), "model": weights, "frame": {}, "video": {}}
+    vcfg = VideoConfig()
+    base = EngineConfig(allow_spinning=True)
+    with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp:
+        tmp = Path(tmp)
+        fp32_path = export_sr_onnx(model, tmp / "espcn_x3.onnx")
+        patches = calibration_patches(Path(args.patches), 512) if args.patches else synthetic_patches()
+        quantize_sr_onnx(fp32_path, patches, Int8Config(), tmp / "espcn_x3.int8.onnx")
+        x = photo_like(1, 360, 640)
+        rows = compare(fp32_path, {"lr": x}, base, args.repeats)
+        results["frame"]["espcn x3 640x360 -> 1080p Y"] = rows
+        print_rows(f"ESPCN x3 ({weights}), 640x360 -> 1920x1080 Y, per frame:", rows)
+        if not args.espcn_only:
+            edsr = tmp / "edsr_x4.onnx"
+            export_sr_onnx(build_model("edsr", 4, config="baseline", blocks=4, channels=32, residual="bicubic").eval(), edsr)
+            rows = compare(edsr, {"lr": photo_like(3, 270, 480)}, base, max(args.repeats // 2, 3))
+            results["frame"]["edsr demo x4 480x270 -> 1080p RGB"] = rows
+            print_rows("EDSR x4 demo (4 blocks x 32, random init), 480x270 -> 1920x1080 RGB, per frame:", rows)
+            style = tmp / "fast_bench.onnx"
+            export_fast(TransformerNet().eval(), style, atol=1.0)
+            rows = compare(style, {"content": photo_like(3, 512, 512)}, base, max(args.repeats // 2, 3), sr=False)
+            results["frame"]["fast style 512x512"] = rows
+            print_rows("fast style net (32 channels, random init), 512x512, per image:", rows)
+        clip = synthetic_clip(tmp / "clip.mp4", 640, 360, seconds=args.seconds, fps=24, audio=True)
+        video_cfg = EngineConfig(allow_spinning=vcfg.allow_spinning)
+        for backend, precision in runnable(fp32_path) + [("auto", "auto")]:
+            cfg = video_cfg.model_copy(update={"backend": backend, "precision": precision})
+            sr = load_sr_model(fp32_path, engine=cfg)
+            stats = upscale_video(sr, clip, tmp / "out.mp4", vcfg, progress=False)
+            label = f"{backend} {precision}" + (f" -> {sr.engine.backend} {sr.engine.precision}" if backend == "auto" else "")
+            results["video"][label] = _video_row(stats)
+        for label, v in results["video"].items():
+            split = ", ".join(f"{k} {ms:.1f}" for k, ms in v["stage_ms_per_frame"].items())
+            print(f"video {label:34s}: {v['frames']} frames 640x360 -> 1920x1080 in {v['seconds']:.1f} s = "
+                  f"{v['fps']:5.1f} fps (busy ms/frame: {split})")
+    print("machine at end:", cpu_line())
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="a trainer model.pt (default: data/models/espcn_x3/model.pt if present, else random ESPCN x3)")
@@ -181,9 +241,13 @@ def main() -> None:
     parser.add_argument("--reference-src", default=None, help="another srstyle src/ folder whose SR video path is timed "
                         "beside this one (alternating rounds)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds for --reference-src")
+    parser.add_argument("--engines", action="store_true", help="only section 5: every backend/precision side by side")
+    parser.add_argument("--espcn-only", action="store_true", help="--engines without the EDSR and style rows")
     args = parser.parse_args()
     if args.video_only:
         return video_only(args)
+    if args.engines:
+        return engines_section(args)
 
     load_start = os.getloadavg()
     torch.manual_seed(0)
@@ -298,14 +362,14 @@ def main() -> None:
         # End to end on a generated clip, with the engine settings the CLI uses for video.
         clip = synthetic_clip(tmp / "clip.mp4", 640, 360, seconds=args.seconds, fps=24, audio=True)
         vcfg = VideoConfig()
-        engine = EngineConfig(allow_spinning=vcfg.allow_spinning)
+        engine = EngineConfig(backend="onnxruntime", precision="fp32", allow_spinning=vcfg.allow_spinning)
         fp32_ms = min(results["frame_ms"][n]["median"] for n in results["frame_ms"] if n.startswith("ort fp32"))
         # the fastest int8 variant that is also faithful (>= 40 dB against fp32): a saturating one does not count
         int8_best = min((n for n in rows if n.startswith("ort int8") and results["int8_psnr_vs_fp32"][n] >= 40),
                         key=lambda n: results["frame_ms"][n]["median"])
         results["video"] = {}
         for label, path in (("fp32", fp32_path), (f"int8 ({int8_best})", int8_files[int8_best])):
-            sr = load_sr_model(path, engine=engine)
+            sr = load_sr_model(path, engine=engine.model_copy(update={"precision": "int8" if path.name.endswith(".int8.onnx") else "fp32"}))
             stats = upscale_video(sr, clip, tmp / "out.mp4", vcfg, progress=False)
             results["video"][label] = {"frames": stats.frames, "seconds": round(stats.seconds, 2), "fps": round(stats.fps, 2),
                                        "stage_seconds": {k: round(v, 2) for k, v in stats.stage_seconds.items()},

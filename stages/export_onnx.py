@@ -1,6 +1,6 @@
-"""DVC stage `export_onnx@<run>`: ONNX with dynamic N/H/W, onnx.checker + onnxruntime parity on an odd size,
-logged as the run's `onnx_model`; then (export.int8.enabled) the static int8 QDQ variant calibrated on the
-patch store, with the PSNR/SSIM of both precisions on the validation split in int8.json."""
+"""DVC stage `export_onnx@<run>`: ONNX (dynamic N/H/W, onnxruntime parity) logged as the run's `onnx_model`;
+the int8 QDQ variant (export.int8, int8.json); every precision variant (onnxruntime fp32/int8, OpenVINO
+fp32/bf16/int8) scored on validation + unseen photos, drop and `usable` each, in <run>.precision.json."""
 
 from srstyle.pipeline_steps import stage_main
 from srstyle.pipeline_steps.sr import export_run

@@ -86,8 +86,11 @@ def test_threads_share_one_engine(exported):
 
 def test_load_sr_model_goes_through_the_engine(exported):
     _, path = exported
-    sr = load_sr_model(path, engine=EngineConfig(intra_op_threads=1))
+    sr = load_sr_model(path, engine=EngineConfig(backend="onnxruntime", intra_op_threads=1))
     assert isinstance(sr.engine, OrtEngine) and sr.engine.cfg.intra_op_threads == 1
+    # auto picks a backend by measurement; whichever it is, it is the engine's and has the settings
+    auto = load_sr_model(path, engine=EngineConfig(intra_op_threads=1)).engine
+    assert auto.backend in ("onnxruntime", "openvino") and auto.precision == "fp32" and auto.cfg.intra_op_threads == 1
     assert upscale_rgb(sr, photo(20, 30, seed=0)).shape == (60, 90, 3)
     assert load_sr_model(path, threads=2).engine.cfg.intra_op_threads == 2
 

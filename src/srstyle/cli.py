@@ -27,6 +27,8 @@ def _settings(args: argparse.Namespace):
     engine = params.engine
     if args.threads:
         engine = engine.model_copy(update={"intra_op_threads": args.threads})
+    if getattr(args, "backend", None):
+        engine = engine.model_copy(update={"backend": args.backend})
     return params, engine, args.precision
 
 
@@ -47,16 +49,14 @@ def _check_output(args: argparse.Namespace) -> None:
 
 def _load_model(args: argparse.Namespace, engine, precision):
     """The model through the engine; an .onnx file runs in ``precision`` (--precision) or else in
-    engine.precision when that variant exists (params.yaml asks for int8 but the file has none: fp32)."""
+    engine.precision (params.yaml asks for int8 but the file has none: fp32, with a warning)."""
     from .engine import variant_path
     from .inference import ModelLoadError, load_sr_model
 
     onnx_file = str(args.model).endswith(".onnx")
-    if precision is None and onnx_file and engine.precision != "fp32":
-        if variant_path(args.model, engine.precision).is_file():
-            precision = engine.precision
-        else:
-            log.warning("%s: no %s variant; running it as given", args.model, engine.precision)
+    if precision is None and onnx_file and engine.precision == "int8" and not variant_path(args.model, "int8").is_file():
+        log.warning("%s: no int8 variant; running it in fp32", args.model)
+        engine = engine.model_copy(update={"precision": "fp32"})
     is_uri = str(args.model).startswith(("runs:/", "models:/")) or "://" in str(args.model)
     try:
         return load_sr_model(args.model, engine=engine, precision=precision if (onnx_file or is_uri) else None,
@@ -225,15 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("output", help="output image (.png, .jpg, .webp) for an image; .mp4/.mkv for a video (audio is copied)")
     up.add_argument("--model", required=True, help="an .onnx file, a trainer model.pt, or an MLflow URI (runs:/..., "
                     "models:/sr-x3@champion: the project's store from params.yaml `tracking:` unless MLFLOW_TRACKING_URI)")
-    up.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
+    up.add_argument("--threads", type=int, default=0, help="inference threads per convolution (0 = default)")
     up.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse inputs larger than this")
     up.add_argument("--max-output-pixels", type=int, default=160_000_000,
                     help="refuse outputs larger than this (the uint8 output is held in memory: 3 bytes/pixel)")
     up.add_argument("--tile", type=int, default=512, help="LR tile side for bounded-memory inference (0 = whole image)")
     up.add_argument("--overlap", type=int, default=None, help="LR context per tile side (default: the model's receptive radius)")
     up.add_argument("--ensemble", action="store_true", help="x8 geometric self-ensemble (EDSR+ style; 8x slower)")
-    up.add_argument("--precision", choices=["fp32", "int8"], default=None,
-                    help="which exported variant of an .onnx model to run (default: engine.precision in params.yaml)")
+    up.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default=None,
+                    help="the precision of an .onnx model (int8: its exported .int8.onnx; bf16: OpenVINO; default: "
+                         "engine.precision in params.yaml; auto: measured, see README)")
+    up.add_argument("--backend", choices=["auto", "onnxruntime", "openvino"], default=None,
+                    help="inference backend (default: engine.backend in params.yaml)")
     up.add_argument("--params", default="params.yaml", help="engine/video/tracking settings (defaults when the file is absent)")
     up.add_argument("--no-progress", action="store_true", help="video: no progress bar")
     up.set_defaults(func=_upscale)

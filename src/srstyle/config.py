@@ -239,17 +239,30 @@ class ExportConfig(_Strict):
     opset: int = Field(18, ge=13)
     atol: float = Field(1e-4, gt=0)
     int8: Int8Config = Int8Config()
+    # every precision variant (onnxruntime fp32/int8, OpenVINO fp32/bf16/int8) scored on the validation and
+    # unseen photos (srstyle.export.precision); one losing more PSNR than this is marked unusable for auto
+    evaluate_precisions: bool = True
+    max_drop_db: float = Field(0.1, ge=0)
 
 
 class EngineConfig(_Strict):
-    """onnxruntime session settings shared by every consumer of an exported model (srstyle.engine)."""
+    """Inference settings shared by every consumer of an exported model (srstyle.engine, srstyle.engine_auto)."""
 
-    precision: Literal["fp32", "int8"] = "fp32"  # which exported file the CLI uses by default
-    intra_op_threads: int = Field(0, ge=0)       # 0 = one per physical core
+    # auto: measured once per machine and model (srstyle.engine_auto); openvino needs the `openvino` extra
+    backend: Literal["auto", "onnxruntime", "openvino"] = "auto"
+    # auto: the fastest variant that passes the gates below; bf16 runs on OpenVINO only
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    intra_op_threads: int = Field(0, ge=0)       # 0 = one per physical core (both backends)
     inter_op_threads: int = Field(1, ge=1)
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
-    allow_spinning: bool = True                  # busy-wait between ops (fast alone, steals CPU in a pipeline)
+    allow_spinning: bool = True                  # ORT busy-wait / OpenVINO thread pinning (fast alone, steals CPU in a pipeline)
     io_binding: bool = True                      # write outputs into preallocated buffers
+    openvino_hint: Literal["latency", "throughput"] = "latency"  # OpenVINO PERFORMANCE_HINT
+    auto_min_agreement_db: float = Field(50.0, gt=0)  # a non-fp32 variant's output vs fp32 on the probe (PSNR)
+    auto_max_drop_db: float = Field(0.05, ge=0)       # its evaluation drop (export stage record) at most this
+    auto_min_speedup: float = Field(1.05, ge=1)       # anything but onnxruntime fp32 must beat it by this factor
+    auto_int8_min_speedup: float = Field(1.3, ge=1)   # int8 must beat the best float variant by this factor
+    auto_probe_size: int = Field(256, ge=16, le=4096)  # side of the square probe input the variants are timed on
 
 
 class VideoConfig(_Strict):

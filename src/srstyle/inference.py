@@ -163,9 +163,10 @@ def load_sr_model(spec: str | Path, threads: int = 0, engine=None, precision: st
                   params_file: Path | str | None = "params.yaml") -> SRPredictor:
     """Load ``spec``: a ``.onnx`` file, a trainer ``.pt`` file, or an MLflow model URI.
 
-    ONNX models run on onnxruntime with the ``engine`` settings (an :class:`~srstyle.config.EngineConfig`;
-    ``threads`` overrides its intra-op threads); ``precision`` ("fp32"/"int8") picks that exported variant
-    of an ``.onnx`` file (None: the file as given). A ``.pt`` file runs on PyTorch, the fallback.
+    ONNX models run through :mod:`srstyle.engine` (onnxruntime or OpenVINO) with the ``engine`` settings (an
+    :class:`~srstyle.config.EngineConfig`; ``threads`` overrides its intra-op threads); ``precision``
+    ("auto"/"fp32"/"bf16"/"int8") overrides ``engine.precision`` (None: the setting; an ``.int8.onnx`` file
+    given under ``auto`` runs as int8). A ``.pt`` file runs on PyTorch, the fallback.
     """
     from .config import EngineConfig
 

@@ -18,8 +18,15 @@ Concurrency: three threads joined by bounded queues (``video.queue_size`` frames
 stage sets the pace and memory stays bounded whatever the clip length:
 
 * decode: demux, decode, reformat to yuv420p, upsample chroma; audio packets pass through in order;
-* infer: the model on Y (onnxruntime releases the GIL), float -> uint8;
+* infer: the model on Y (onnxruntime and OpenVINO both release the GIL while they compute), float -> uint8;
 * encode: fill the output frame's planes, encode, mux (video and the copied audio packets).
+
+Sharing the cores: the engine's threads (``engine.intra_op_threads``, all cores by default: inference is the
+slowest stage) run beside FFmpeg's decode and encode threads, so the CLI opens the model with
+``video.allow_spinning`` (false): onnxruntime's idle threads do not busy-wait and OpenVINO's are not pinned
+to cores, either of which would take the time decode and encode need. ``engine: auto`` measures its choice
+with the same settings (they are part of its cache key), so the video path gets the variant that is
+fastest when it does not spin.
 
 Output is written to a temporary file beside the target and renamed into place only on success; any
 error removes it, so a partial video never appears under the final name.

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import EngineConfig, Int8Config
-from ..engine import variant_path
+from ..engine import output_psnr, variant_path  # noqa: F401 - output_psnr: re-exported for older callers
 
 log = logging.getLogger(__name__)
 
@@ -281,12 +281,6 @@ def pin_pixel_grid(proto) -> int:
     return pinned
 
 
-def output_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR (dB, peak 1.0) between two model outputs on the [0, 1] scale, after clipping as a saved image."""
-    mse = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
-
-
 def int8_report(fp32_path: Path, int8_path: Path, validated_dir: Path, raw_dir: Path, engine: EngineConfig | None = None,
                 *, max_pixels: int = 40_000_000) -> dict:
     """PSNR/SSIM of both precisions on the validation split (the evaluate protocol) and their agreement."""
@@ -296,8 +290,10 @@ def int8_report(fp32_path: Path, int8_path: Path, validated_dir: Path, raw_dir: 
     from ..predict import SRPredictor
     from ..resize import downscale_rgb, modcrop
 
-    fp32 = SRPredictor.from_onnx(fp32_path, engine)
-    int8 = SRPredictor.from_onnx(int8_path, engine)
+    # onnxruntime's two files, whatever engine.backend/precision say: this report is about the quantisation
+    engine = (engine or EngineConfig()).model_copy(update={"backend": "onnxruntime"})
+    fp32 = SRPredictor.from_onnx(fp32_path, engine, "fp32")
+    int8 = SRPredictor.from_onnx(int8_path, engine, "int8")
     with tempfile.TemporaryDirectory(prefix="srstyle-int8-eval-") as tmp:
         m32 = evaluate_sr(fp32, validated_dir, raw_dir, Path(tmp) / "fp32", max_pixels=max_pixels)
         m8 = evaluate_sr(int8, validated_dir, raw_dir, Path(tmp) / "int8", max_pixels=max_pixels)

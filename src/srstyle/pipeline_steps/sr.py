@@ -33,7 +33,8 @@ def evaluate_run(params: Params, root: Path, run: str) -> dict:
 
 
 def export_run(params: Params, root: Path, run: str) -> dict:
-    """ONNX (dynamic N/H/W, parity-checked) logged as the run's ``onnx_model``; then the int8 variant."""
+    """ONNX (dynamic N/H/W, parity-checked) logged as the run's ``onnx_model``; then the int8 variant; then
+    every precision variant scored on validation and unseen photos (``<run>.precision.json``)."""
     import mlflow
     import onnx
 
@@ -56,6 +57,14 @@ def export_run(params: Params, root: Path, run: str) -> dict:
             mlflow.log_metrics({f"onnx_{k}": float(v) for k, v in int8.items() if isinstance(v, (int, float))})
             mlflow.log_artifact(str(out / int8["file"]), artifact_path="onnx_int8")
             log.info("%s int8: %s", run, int8)
+        if params.export.evaluate_precisions:
+            from ..export.precision import evaluate_precisions
+
+            record = evaluate_precisions(out / report["file"], paths.validated, paths.raw, engine=params.engine,
+                                         max_drop_db=params.export.max_drop_db, max_pixels=params.validate_.max_pixels)
+            mlflow.log_metrics({f"precision_{k}_{m}": float(v) for k, s in record["variants"].items()
+                                for m, v in s.items() if isinstance(v, (int, float))})
+            mlflow.log_artifact(str(out / f"{run}.precision.json"), artifact_path="onnx_int8")
     log.info("%s: %s", run, report)
     return report
 

@@ -66,7 +66,7 @@ class SRPredictor:
     """An SR model as a function on float32 NCHW arrays in [0, 1] plus its conventions.
 
     ``run`` is the raw model call ([N,C,h,w] -> [N,C,h*s,w*s]); built by :meth:`from_onnx` (onnxruntime,
-    through :class:`srstyle.engine.OrtEngine`) or by the CLI's PyTorch adapter (``srstyle.inference``).
+    through :func:`srstyle.engine.open_sr_engine`: onnxruntime or OpenVINO) or by the CLI's PyTorch adapter (``srstyle.inference``).
     ``tile``/``overlap``/``ensemble`` are the defaults :meth:`upscale` uses.
     """
 
@@ -78,35 +78,26 @@ class SRPredictor:
     tile: int = 0
     overlap: int | None = None
     ensemble: bool = False
-    engine: object | None = None  # the OrtEngine behind ``run`` (None: another backend)
+    engine: object | None = None  # the OrtEngine/OvEngine behind ``run`` (None: PyTorch)
     input_kind: str = "lr"
 
     @classmethod
     def from_onnx(cls, path: Path | str, engine=None, precision: str | None = None) -> "SRPredictor":
-        """An exported ``.onnx`` SR model; ``engine``: EngineConfig; ``precision`` "fp32"/"int8" picks that
-        exported variant of the file (None: the file as given)."""
-        from ..config import EngineConfig
-        from ..engine import EngineError, OrtEngine, variant_path
+        """An exported ``.onnx`` SR model; ``engine``: EngineConfig (backend, precision, threads);
+        ``precision`` ("auto"/"fp32"/"bf16"/"int8") overrides ``engine.precision``. A path to an
+        ``.int8.onnx`` file runs as int8 unless a precision is given."""
+        from ..engine import EngineError, open_sr_engine
 
         path = Path(path)
-        if precision is not None:
-            try:
-                wanted = variant_path(path, precision)
-            except EngineError as exc:
-                raise ModelLoadError(str(exc)) from None
-            if not wanted.is_file():
-                hint = " (export it with quantisation: export.int8.enabled)" if precision == "int8" else ""
-                raise ModelLoadError(f"{wanted}: no {precision} variant of {path.name}{hint}")
-            path = wanted
         try:
-            eng = OrtEngine(path, engine or EngineConfig())
+            eng = open_sr_engine(path, engine, precision)
         except EngineError as exc:
             raise ModelLoadError(str(exc)) from None
         if eng.meta.get("input_kind", "lr") != "lr":
             raise ModelLoadError(f"{path}: expects input {eng.meta['input_kind']!r}; re-export it with srstyle (LR input)")
         if eng.color not in ("y", "rgb"):
             raise ModelLoadError(f"{path}: unknown colour mode {eng.color!r} in its metadata (expected y or rgb)")
-        return cls(eng.run, eng.scale, eng.color, str(path), receptive_radius=eng.receptive_radius, engine=eng)
+        return cls(eng.run, eng.scale, eng.color, str(eng.path), receptive_radius=eng.receptive_radius, engine=eng)
 
     @property
     def channels(self) -> int:

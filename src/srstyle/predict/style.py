@@ -64,11 +64,10 @@ def resize_longest_float(x: np.ndarray, longest: int) -> np.ndarray:
 
 
 def _load(path: Path | str, engine, method: str):
-    from ..config import EngineConfig
-    from ..engine import EngineError, OnnxModel
+    from ..engine import EngineError, open_model
 
     try:
-        model = OnnxModel(path, engine or EngineConfig())
+        model = open_model(path, engine)
     except EngineError as exc:
         raise ModelLoadError(str(exc)) from None
     found = model.meta.get("method")

@@ -104,11 +104,12 @@ def load_file(path: Path, engine, name: str | None = None, precision: str = "fp3
             chosen, used = candidate, "int8"
     if "scale" in meta:
         p = SRPredictor.from_onnx(chosen, engine)
-        return ServedModel(name or path.stem, "sr", p, str(path), precision=used)
+        return ServedModel(name or path.stem, "sr", p, str(path), precision=getattr(p.engine, "precision", used))
     method = meta.get("method")
     if method == "johnson":
         style = meta.get("style") or (name or path.stem).removeprefix("style-").removeprefix("fast_")
-        return ServedModel(style, "style", StylePredictor.from_onnx(chosen, engine), str(path), precision=used)
+        p = StylePredictor.from_onnx(chosen, engine)
+        return ServedModel(style, "style", p, str(path), precision=getattr(p.engine, "precision", used))
     if method == "meta":
         if "weights" not in outputs:
             return None  # the transformer half of a meta network: loaded with its metanet

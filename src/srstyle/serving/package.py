@@ -15,8 +15,10 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-# What `import srstyle.serving.service` loads from outside the standard library (checked by tests/test_bento.py).
-SERVING_PACKAGES = ("bentoml", "numpy", "pillow", "onnx", "onnxruntime", "pydantic", "pyyaml")
+# What `import srstyle.serving.service` loads from outside the standard library (checked by tests/test_bento.py),
+# plus openvino: the engine's second backend (srstyle.engine), which `engine: auto` measures against
+# onnxruntime when the service loads its models (bf16 ran 3.8-5.5x onnxruntime fp32 on an AMX Xeon; README).
+SERVING_PACKAGES = ("bentoml", "numpy", "pillow", "onnx", "onnxruntime", "openvino", "pydantic", "pyyaml")
 
 
 def _norm(name: str) -> str:

@@ -1,0 +1,108 @@
+"""Every precision of an exported SR model evaluated like a model: PSNR on photos, drop against fp32.
+
+The export stage runs each variant this machine can run through the prediction core
+(:meth:`srstyle.predict.SRPredictor.from_onnx` with an explicit backend and precision):
+
+* ``onnxruntime_fp32`` (the reference), ``onnxruntime_int8`` (``<name>.int8.onnx``);
+* with OpenVINO installed: ``openvino_fp32``, ``openvino_int8`` and, where the CPU runs bf16 natively
+  (AVX512-BF16 or AMX; elsewhere OpenVINO would compute in f32 and the score would say nothing about
+  bf16), ``openvino_bf16``.
+
+Each is scored with the evaluate stage's protocol (BT.601 Y, ``scale`` pixels shaved, antialiased bicubic
+LR) on the validation photos *and* on photos the model never trained on: scikit-learn's ``china.jpg``
+and ``flower.jpg`` (shipped in its wheel; the training photos are scikit-image's, see
+:mod:`srstyle.data.fetch`). A variant's ``drop_db`` is the larger of its two PSNR drops against
+onnxruntime fp32; it is ``usable`` only when ``drop_db <= export.max_drop_db``, and ``engine: auto``
+(:mod:`srstyle.engine_auto`) never picks one that is not. ``agreement_db`` is the PSNR between its raw
+output and fp32's on the validation LR images.
+
+Written as ``<name>.precision.json`` beside the model (a DVC metrics file: numbers only).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..config import EngineConfig
+from ..engine import output_psnr, openvino_core, openvino_has_bf16, variant_path
+
+log = logging.getLogger(__name__)
+
+UNSEEN_PHOTOS = ("china.jpg", "flower.jpg")
+
+
+def unseen_photos() -> list[tuple[str, np.ndarray]]:
+    """Photos kept out of training: scikit-learn's sample images; none where scikit-learn is absent."""
+    try:
+        from sklearn.datasets import load_sample_image
+    except ImportError:
+        log.warning("scikit-learn is not installed: precisions evaluated on the validation photos only")
+        return []
+    return [(name, np.ascontiguousarray(load_sample_image(name), dtype=np.uint8)) for name in UNSEEN_PHOTOS]
+
+
+def runnable_variants(fp32_path: Path | str) -> list[tuple[str, str]]:
+    """The (backend, precision) pairs this machine can evaluate for ``fp32_path``."""
+    has_int8 = variant_path(fp32_path, "int8").is_file()
+    pairs = [("onnxruntime", "fp32")] + ([("onnxruntime", "int8")] if has_int8 else [])
+    if openvino_core() is not None:
+        pairs += [("openvino", "fp32")] + ([("openvino", "bf16")] if openvino_has_bf16() else [])
+        pairs += [("openvino", "int8")] if has_int8 else []
+    return pairs
+
+
+def _lr_input(model, hr: np.ndarray) -> np.ndarray:
+    from ..color import rgb_to_y
+    from ..resize import downscale_rgb, modcrop
+
+    lr = downscale_rgb(modcrop(hr, model.scale), model.scale)
+    return (rgb_to_y(lr) / 255.0).astype(np.float32)[None, None] if model.color == "y" else \
+        (lr.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+
+
+def evaluate_precisions(fp32_path: Path | str, validated_dir: Path, raw_dir: Path, *, max_drop_db: float = 0.1,
+                        engine: EngineConfig | None = None, max_pixels: int = 40_000_000,
+                        variants: list[tuple[str, str]] | None = None) -> dict:
+    """Score every runnable variant; write and return the record (see the module docstring)."""
+    from ..evaluate.sr import evaluate_image
+    from ..io import load_rgb, read_json, write_json
+    from ..predict import SRPredictor
+
+    fp32_path = Path(fp32_path)
+    base = engine or EngineConfig()
+    val = [(m["file"], load_rgb(Path(raw_dir) / m["file"], max_pixels))
+           for m in read_json(Path(validated_dir) / "manifest.json") if m["split"] == "val"]
+    unseen = unseen_photos()
+    scores, outputs = {}, {}
+    for backend, precision in variants or runnable_variants(fp32_path):
+        key = f"{backend}_{precision}"
+        cfg = base.model_copy(update={"backend": backend, "precision": precision})
+        model = SRPredictor.from_onnx(fp32_path, cfg)
+        psnr_val = round(float(np.mean([evaluate_image(model, hr)["psnr"] for _, hr in val])), 4) if val else None
+        psnr_unseen = round(float(np.mean([evaluate_image(model, hr)["psnr"] for _, hr in unseen])), 4) if unseen else None
+        outputs[key] = [model.run(_lr_input(model, hr)) for _, hr in val]
+        scores[key] = {"psnr_val": psnr_val, "psnr_unseen": psnr_unseen}
+        log.info("%s %s: PSNR %s dB on validation, %s dB on unseen photos", fp32_path.name, key, psnr_val, psnr_unseen)
+    ref = scores["onnxruntime_fp32"]
+    for key, s in scores.items():
+        for part in ("val", "unseen"):
+            s[f"drop_{part}_db"] = None if s[f"psnr_{part}"] is None else round(ref[f"psnr_{part}"] - s[f"psnr_{part}"], 4)
+        drops = [d for d in (s["drop_val_db"], s["drop_unseen_db"]) if d is not None]
+        s["drop_db"] = round(max(drops), 4) if drops else 0.0
+        agreement = [output_psnr(a, b) for a, b in zip(outputs[key], outputs["onnxruntime_fp32"])]
+        s["agreement_db"] = round(min(float(np.mean(agreement)), 999.0), 2) if agreement else None
+        s["usable"] = int(key == "onnxruntime_fp32" or s["drop_db"] <= max_drop_db)
+        if not s["usable"]:
+            log.warning("%s %s: loses %.3f dB PSNR (> export.max_drop_db %.3f): marked unusable", fp32_path.name, key,
+                        s["drop_db"], max_drop_db)
+    int8 = variant_path(fp32_path, "int8")
+    record = {"max_drop_db": max_drop_db, "images_val": len(val), "images_unseen": len(unseen),
+              "fp32_bytes": fp32_path.stat().st_size, **({"int8_bytes": int8.stat().st_size} if int8.is_file() else {}),
+              "variants": scores}
+    from ..engine_auto import record_path
+
+    write_json(record, record_path(fp32_path))
+    return record

@@ -53,6 +53,9 @@ def test_meta_style_core_matches_pytorch(tmp_path, content, painting):
     torch.manual_seed(0)
     meta = MetaNet(base=8, hidden=16).eval()
     backbone = build_backbone("vgg16", list(META_TAPS))
+    with torch.no_grad():  # as training does: the input normalisation from the paintings it knows
+        meta.set_input_scale(torch.cat([style_statistics(backbone(resize_to(to_tensor(img)[None], 96)), META_TAPS)
+                                        for img in (painting, skimage.data.chelsea())]))
     export_meta(meta, backbone, tmp_path, style_size=96)
     core = MetaStylePredictor.from_onnx(tmp_path / "metanet.onnx")
     assert core.style_size == 96

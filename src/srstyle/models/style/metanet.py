@@ -4,8 +4,9 @@ A meta network maps a style image's description (the channel mean and standard d
 at relu1_2, relu2_2, relu3_3, relu4_3: 2 x (64+128+256+512) = 1920 numbers) to the weights of a small
 image-transformation network, in one forward pass; new styles need no training.
 
-    stats (1920) / per-tap scale -> Linear(1920, hidden * L) -> ReLU -> split into L groups
+    stats (1920), centred and scaled -> Linear(1920, hidden * L) -> ReLU -> split into L groups
     group l (hidden) -> Linear(hidden, |theta_l|) = conv weights and instance-norm scale/shift of layer l
+    (both linear layers with equalised learning rates: ``ScaledLinear``)
 
 The transformer has Johnson's shape at base width ``base`` (the paper's small configuration uses 8): 9x9 conv,
 two stride-2 convs, five residual blocks, two upsample+conv, 9x9 conv. As in the paper's network, the first
@@ -129,6 +130,22 @@ class GeneratedTransformer(nn.Module):
         return torch.cat(parts)
 
 
+class ScaledLinear(nn.Linear):
+    """A linear layer whose weight is stored at unit scale and multiplied by ``gain`` when used (Karras et al.'s
+    equalised learning rate): Adam moves every stored weight by about lr per step, so ``gain`` sets how far a
+    step moves the output, whatever the fan-in."""
+
+    def __init__(self, cin: int, cout: int, gain: float):
+        super().__init__(cin, cout)
+        self.gain = gain
+        with torch.no_grad():
+            self.weight.normal_(0.0, 1.0)
+            self.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.gain, self.bias)
+
+
 @STYLE_NETS.register("metanet")
 class MetaNet(nn.Module):
     """style statistics (N, 1920) -> generated transformer weights (N, num_weights)."""
@@ -136,8 +153,7 @@ class MetaNet(nn.Module):
     input_kind, color = "style_stats", "rgb"
 
     def __init__(self, base: int = 8, hidden: int = 128, residual_blocks: int = 5,
-                 tap_channels: tuple[int, ...] = META_TAP_CHANNELS, head_init_scale: float = 0.1,
-                 output: str = "scaled_tanh"):
+                 tap_channels: tuple[int, ...] = META_TAP_CHANNELS, output: str = "scaled_tanh"):
         super().__init__()
         self.transformer = GeneratedTransformer(base, residual_blocks, output)
         self.tap_channels = tuple(tap_channels)
@@ -146,17 +162,19 @@ class MetaNet(nn.Module):
         self.register_buffer("input_center", torch.zeros(self.in_features))
         self.register_buffer("input_scale", torch.ones(self.in_features))
         groups = len(self.transformer.specs)
-        self.hidden = nn.Linear(self.in_features, hidden * groups)
+        self.hidden = ScaledLinear(self.in_features, hidden * groups, 1 / math.sqrt(self.in_features))
         self.hidden_size = hidden
-        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in self.transformer.sizes)
+        # Each generated number is a head's bias (shared by every style) plus a sum over `hidden` products that
+        # depend on the style. Scaled by 1 / hidden, one Adam step moves that sum about as far as it moves an
+        # ordinary conv weight (lr); unscaled, it moved ~hidden times that (the earlier network needed lr 3e-5).
+        self.heads = nn.ModuleList(ScaledLinear(hidden, n, 1 / hidden) for n in self.transformer.sizes)
         # Start from an ordinary randomly initialised transformer (the heads' biases) that the style input
-        # moves by a tenth, so early training sees sane activations whatever the style statistics.
+        # moves a little, so early training sees sane activations whatever the style statistics.
         theta0 = self.transformer.initial_theta(torch.Generator().manual_seed(0))
         offset = 0
         with torch.no_grad():
             for head, n in zip(self.heads, self.transformer.sizes):
                 head.bias.copy_(theta0[offset: offset + n])
-                head.weight.mul_(head_init_scale)
                 offset += n
 
     @torch.no_grad()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import make_flow_project, make_tiny_project
+from tests.helpers import copy_project, make_flow_project
 
 REPO = Path(__file__).resolve().parents[1]
 INJECTED = "x;touch${IFS}pwned"
@@ -190,12 +190,13 @@ def _onnx_model_logged(root: Path, run_id: str) -> bool:
     return any(m.name == "onnx_model" for m in models)
 
 
-def test_retrained_run_gets_its_onnx_model_and_run_cache_restores_stay_consistent(tmp_path):
+def test_retrained_run_gets_its_onnx_model_and_run_cache_restores_stay_consistent(tiny_repro, tmp_path):
+    """On a copy of the session's finished tiny project (tests/conftest.py `tiny_repro`: espcn_x3 and fsrcnn_x3
+    trained, evaluated, exported and registered by one real `dvc repro`): the copy is what this test changes."""
     import mlflow
 
-    root = make_tiny_project(tmp_path / "proj", runs={"espcn_x3": {"model": "espcn", "scale": 3}})
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    _dvc(root, "repro", "promote", env=env)
+    root, env = copy_project(tiny_repro[0], tmp_path / "proj"), tiny_repro[1]
+    assert "Running stage" not in _dvc(root, "repro", "promote", env=env)  # the copy is up to date as it is
     record = root / "data/models/espcn_x3/mlflow_run.json"
     first = json.loads(record.read_text())["run_id"]
     lock_a = (root / "dvc.lock").read_bytes()

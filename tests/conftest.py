@@ -120,3 +120,24 @@ def tiny_repro(tmp_path_factory):
     proc = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, f"dvc repro of the tiny project failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return root, env, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A real `prefect server start` on 127.0.0.1 (its own PREFECT_HOME, no UI) for the session: (api URL, base
+    folder). Shared by test_prefect_server.py and test_faults_flow.py; each test cleans up what it reads (the
+    deployments) or only adds runs of its own."""
+    from pathlib import Path
+
+    from tests.servers import free_port, server
+
+    base = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(base / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    api = f"http://127.0.0.1:{port}/api"
+    with server(cmd, f"{api}/health", base / "server.log", env=env) as (_, startup):
+        print(f"prefect server ready in {startup:.1f} s")
+        yield api, base

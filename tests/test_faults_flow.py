@@ -124,17 +124,9 @@ print("RESULT " + json.dumps({"changes": r["params_changes"], "ran": [s["stage"]
 """
 
 
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    from tests.servers import free_port, server
-
-    base = tmp_path_factory.mktemp("prefect")
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(base / "home"), "PREFECT_UI_ENABLED": "false"}
-    cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    api = f"http://127.0.0.1:{port}/api"
-    with server(cmd, f"{api}/health", base / "server.log", env=env):
-        yield api
+@pytest.fixture
+def prefect_api(prefect_server):
+    return prefect_server[0]  # the session's `prefect server start` (tests/conftest.py)
 
 
 def test_two_concurrent_flow_runs_never_train_with_each_others_parameters(prefect_api, tmp_path):

@@ -7,10 +7,17 @@ test marked ``slow``) and the unit tier (everything else). `make test-fast` runs
 Isolation: a developer's MLFLOW_TRACKING_URI (a team server), SRSTYLE_ROOT, PREFECT_API_URL, BENTOML_HOME...
 never reach a test; PREFECT_HOME and BENTOML_HOME point into a session temp folder; every test gets back the
 environment and MLflow's global tracking URI it started with (PATH and PYTHONPATH are left as they are).
+
+Shared, read-only, built once per session (what made the suite slow was building them once per test module):
+``model_dir`` (briefly trained SR/style nets exported to ONNX: the service, registry, Bento and soak tests),
+``cli_models`` (the CLI tests' two ONNX files) and
+``tiny_repro`` (a real `dvc repro` of every stage of the tiny project). A test that changes one works on a copy
+(``tests.helpers.copy_project``, or a copy of the ONNX files it needs): copying costs seconds, rebuilding minutes.
 """
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -71,3 +78,77 @@ def _restore_env_and_mlflow():
         if mlflow.active_run() is not None:
             mlflow.end_run()
         mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory):
+    """An MLflow SQLite store holding its schema and nothing else. Creating one runs MLflow's migrations (~1.7 s);
+    a test copies this file to the path its tracking URI names instead (milliseconds)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlruns.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(scope="session")
+def cli_models(tmp_path_factory):
+    """(espcn_x3.onnx, fast_t.onnx): a briefly trained ESPCN x3 and an untrained fast style net (style "t"), the
+    models the CLI tests (test_cli.py, test_faults_cli.py) run. Read-only."""
+    import torch
+
+    from srstyle.export.onnx import export_sr_onnx
+    from srstyle.export.style_onnx import export_fast
+    from srstyle.models.style.transformer_net import TransformerNet
+    from tests.helpers import trained_espcn
+
+    root = tmp_path_factory.mktemp("cli-models")
+    sr = export_sr_onnx(trained_espcn(steps=40), root / "espcn_x3.onnx")
+    torch.manual_seed(0)
+    style = root / "fast_t.onnx"
+    export_fast(TransformerNet(channels=8).eval(), style, metadata={"style": "t"})
+    return sr, style
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """The service's model folder (SRSTYLE_SERVE_DIR layout): trained ESPCN x3, an RGB EDSR x3, a fast style net
+    and the meta network as ONNX files. Read-only: copy the files a test needs before changing them."""
+    from tests.service_helpers import export_models
+
+    return export_models(tmp_path_factory.mktemp("served") / "models", rgb=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_repro(tmp_path_factory):
+    """``tests.helpers.make_tiny_project`` (espcn_x3 and fsrcnn_x3, the style chain on TINY_STYLE) after a real
+    `dvc repro` of every stage: (root, env, log of the repro). Read-only: a test that reruns stages, commits or
+    trains works on ``copy_project(root, ...)``."""
+    from tests.helpers import make_tiny_project, tiny_env
+
+    root = make_tiny_project(tmp_path_factory.mktemp("tiny-repro") / "proj")
+    env = tiny_env()
+    proc = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, f"dvc repro of the tiny project failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return root, env, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A real `prefect server start` on 127.0.0.1 (its own PREFECT_HOME, no UI) for the session: (api URL, base
+    folder). Shared by test_prefect_server.py and test_faults_flow.py; each test cleans up what it reads (the
+    deployments) or only adds runs of its own."""
+    from pathlib import Path
+
+    from tests.servers import free_port, server
+
+    base = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(base / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    api = f"http://127.0.0.1:{port}/api"
+    with server(cmd, f"{api}/health", base / "server.log", env=env) as (_, startup):
+        print(f"prefect server ready in {startup:.1f} s")
+        yield api, base

@@ -96,6 +96,55 @@ def make_tiny_project(root: Path, runs: dict | None = None, extra: tuple[str, ..
     return root
 
 
+def tiny_env() -> dict:
+    """The environment `dvc` and the stages of a tiny project run with: this interpreter's venv first on PATH,
+    and no developer's MLflow server or project root."""
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SRSTYLE_ROOT")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def copy_project(src: Path, dst: Path) -> Path:
+    """A copy of a finished tiny project (workspace, git, DVC cache and run cache, MLflow store) for a test that
+    changes it: seconds, where retraining it costs minutes, and the original stays as its readers expect.
+
+    MLflow's SQLite store holds absolute artifact locations (experiments, runs, model versions, logged models),
+    and each logged model's MLmodel file its own: every one naming ``src`` is pointed at ``dst``, so what the
+    copy logs, registers or downloads stays inside the copy (checked: none names ``src`` afterwards). Everything
+    else in a project (dvc.lock, .dvc/config's remote, the mlflow_run.json records) is relative."""
+    import contextlib
+    import shutil
+    import sqlite3
+
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    shutil.copytree(src, dst, symlinks=True)
+    db = dst / "mlruns.db"
+    if not db.is_file():
+        return dst
+    old, new = str(src), str(dst)
+    with contextlib.closing(sqlite3.connect(db)) as con, con:  # closed, and committed on success
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        left = []
+        for table in tables:
+            columns = [r[1] for r in con.execute(f'PRAGMA table_info("{table}")')
+                       if any(t in (r[2] or "").upper() for t in ("CHAR", "TEXT", "CLOB"))]
+            for col in columns:
+                con.execute(f'UPDATE "{table}" SET "{col}" = REPLACE("{col}", ?, ?) WHERE instr("{col}", ?) > 0',
+                            (old, new, old))
+                left += [f"{table}.{col}"] * con.execute(
+                    f'SELECT COUNT(*) FROM "{table}" WHERE instr("{col}", ?) > 0', (old + "/",)).fetchone()[0]
+    for mlmodel in (dst / "mlartifacts").rglob("MLmodel"):
+        text = mlmodel.read_text()
+        if old in text:
+            mlmodel.write_text(text.replace(old, new))
+        left += [str(mlmodel)] * (old + "/" in mlmodel.read_text())
+    assert not left, f"{dst}: still names {src} in {sorted(set(left))}"
+    return dst
+
+
 def trained_espcn(steps: int = 120, channels=(16, 8), seed: int = 0):
     """A small ESPCN x3 fitted briefly to bicubic-downscaled synthetic photos: outputs in the image range
     (a random-weight model's outputs are not, which makes colour-path comparisons meaningless).

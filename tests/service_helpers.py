@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from tests.helpers import fit_briefly, photo
@@ -138,6 +137,12 @@ def wait_ready(url: str, timeout: float = 120) -> None:
     raise TimeoutError(f"{url} not ready within {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> Path:
-    return export_models(tmp_path_factory.mktemp("served") / "models", rgb=True)
+def model_subset(model_dir: Path, out: Path, names: list[str]) -> Path:
+    """A model folder with copies of some of ``model_dir``'s files (the session's, tests/conftest.py): what a
+    test that serves fewer models, or changes its folder, gets instead of training and exporting its own."""
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy2(model_dir / name, out / name)
+    return out

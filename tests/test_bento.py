@@ -16,7 +16,7 @@ from srstyle.config import TrackingConfig
 from srstyle.predict import SRPredictor
 from srstyle.tracking import setup
 from tests.helpers import photo
-from tests.service_helpers import REPO, STYLE, decode, encode, export_models, wait_ready
+from tests.service_helpers import REPO, STYLE, decode, encode, model_subset, wait_ready
 from tests.servers import free_port, server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -28,7 +28,7 @@ def _run(cmd, cwd, env):
     return proc.stdout
 
 
-def test_built_bento_runs_in_a_fresh_venv(tmp_path):
+def test_built_bento_runs_in_a_fresh_venv(model_dir, tmp_path):
     import mlflow
 
     from srstyle.model_registry import promote, register_onnx
@@ -38,7 +38,8 @@ def test_built_bento_runs_in_a_fresh_venv(tmp_path):
     for item in ("bentofile.yaml", "bento_service.py", "params.yaml", "constraints.txt"):
         shutil.copy(REPO / item, proj / item)
     shutil.copytree(REPO / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    models = export_models(tmp_path / "models")
+    models = model_subset(model_dir, tmp_path / "models", ["sr-x3.onnx", f"style-{STYLE}.onnx", "style-meta.onnx",
+                                                          "style-meta.transformer.onnx"])
     setup(TrackingConfig(), proj)
     try:
         for name, file, extra in (("sr-x3", "sr-x3.onnx", []), (f"style-{STYLE}", f"style-{STYLE}.onnx", []),

@@ -2,42 +2,41 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
 from srstyle.cli import main
 from srstyle.color import rgb_to_y
 from srstyle.evaluate.metrics import psnr
-from srstyle.export.onnx import export_sr_onnx
-from srstyle.export.style_onnx import export_fast
 from srstyle.io import load_rgb
-from srstyle.models.style.transformer_net import TransformerNet
 from srstyle.predict import SRPredictor, StylePredictor
 from srstyle.video import probe, synthetic_clip
-from tests.helpers import photo, trained_espcn
+from tests.helpers import photo
 
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def fast_onnx(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("style") / "fast_t.onnx"
-    export_fast(TransformerNet(channels=8).eval(), path, metadata={"style": "t"})
-    return path
+@pytest.fixture
+def fast_onnx(cli_models):
+    """An untrained fast style net (style "t") as ONNX, shared with test_faults_cli.py (tests/conftest.py)."""
+    return cli_models[1]
 
 
-def _project_with_champion(root, monkeypatch):
-    """A project folder whose params.yaml points at its own SQLite store, holding sr-x3@champion."""
+def _project_with_champion(root, sr_onnx, monkeypatch):
+    """A project folder whose params.yaml points at its own SQLite store, holding sr-x3@champion (a copy of
+    ``sr_onnx``)."""
+    import shutil
+
     import mlflow
 
     (root / "params.yaml").write_text(yaml.safe_dump({"tracking": {"experiment": "t", "store": "store/mlruns.db",
                                                                    "artifacts": "store/art"}}))
-    onnx_file = export_sr_onnx(trained_espcn(steps=40), root / "espcn_x3.onnx")
+    onnx_file = Path(shutil.copy(sr_onnx, root / "espcn_x3.onnx"))
     from srstyle.config import load_params
     from srstyle.tracking import setup
 
@@ -59,14 +58,12 @@ def _project_with_champion(root, monkeypatch):
 
 
 @pytest.mark.integration  # the CLI against a real MLflow registry: ~6 s, kept out of the unit tier
-def test_models_alias_uses_the_project_store_and_leaves_no_mlflow_db(tmp_path, monkeypatch, capsys):
-    from pathlib import Path
-
+def test_models_alias_uses_the_project_store_and_leaves_no_mlflow_db(cli_models, tmp_path, monkeypatch, capsys):
     start = Path.cwd()
     had_db = (start / "mlflow.db").exists()
     root = tmp_path / "project"
     root.mkdir()
-    onnx_file = _project_with_champion(root, monkeypatch)
+    onnx_file = _project_with_champion(root, cli_models[0], monkeypatch)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     src = elsewhere / "in.png"

@@ -111,6 +111,7 @@ def _trained_rgb_edsr(steps: int = 80):
     return fit_briefly(model, x, y, steps)
 
 
+@pytest.mark.slow  # 12 s on a 2-core box at load 2 (an EDSR fitted for 80 steps, exported): integration tier
 def test_rgb_model_path(tmp_path):
     model = _trained_rgb_edsr()
     sr = SRPredictor.from_onnx(export_sr_onnx(model, tmp_path / "edsr_x2.onnx"))

@@ -13,7 +13,7 @@ import pytest
 
 from srstyle.serving.demo import DESCRIPTION, PAGE
 from tests.helpers import photo
-from tests.service_helpers import encode, export_models, serve, wait_ready
+from tests.service_helpers import encode, model_subset, serve, wait_ready
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.timeout(600),
@@ -78,8 +78,8 @@ async def _drive(ws_url: str, image_path: str) -> dict:
                 "scales": await cdp.js("document.getElementById('scale').options.length")}
 
 
-def test_upscale_through_the_demo_page_in_chromium(tmp_path):
-    models = export_models(tmp_path / "models", style=False, meta=False)
+def test_upscale_through_the_demo_page_in_chromium(model_dir, tmp_path):
+    models = model_subset(model_dir, tmp_path / "models", ["sr-x3.onnx"])  # one SR model, no style
     image = tmp_path / "photo.png"
     image.write_bytes(encode(photo(40, 60, seed=4)))
     with serve(tmp_path / "srv", models) as s:

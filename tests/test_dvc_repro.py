@@ -1,32 +1,27 @@
-"""`dvc repro` itself, on a copy of this project with tiny training settings (the real pipeline file)."""
+"""`dvc repro` itself, on a copy of this project with tiny training settings (the real pipeline file).
+
+The repro is the session's ``tiny_repro`` (tests/conftest.py), also the starting point of test_faults_flow's run
+cache test; the tests here only read it (a test that commits works on a copy)."""
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_tiny_project
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import copy_project
 
 
 def _run(cmd, cwd, env):
+    import subprocess
+
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = make_tiny_project(tmp_path_factory.mktemp("proj"))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("SRSTYLE_ROOT", None)
-    first = _run(["dvc", "repro"], root, env)
-    return root, env, first
+@pytest.fixture
+def project(tiny_repro):
+    return tiny_repro
 
 
 def test_repro_runs_every_stage_and_writes_outputs(project):
@@ -79,13 +74,14 @@ def test_report_of_the_finished_project_fits_120_columns_with_every_gain_and_the
     assert "fast:starry_night" in out and "data/compare/all_models.png" in out and "make mlflow-server" in out
 
 
-def test_plots_show_writes_one_offline_page_with_a_curve_per_run(project):
+def test_plots_show_writes_one_offline_page_with_a_curve_per_run(project, tmp_path):
     import re
 
     root, env, _ = project
-    # the page template comes from .dvc/config (`plots.html_template`), as for `make plots`
-    _run(["dvc", "plots", "show", "-o", "plots_page"], root, env)
-    html = (root / "plots_page/index.html").read_text()
+    # the page template comes from .dvc/config (`plots.html_template`), as for `make plots`; the page is
+    # written outside the shared project
+    _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots_page")], root, env)
+    html = (tmp_path / "plots_page/index.html").read_text()
     # nothing loaded from elsewhere: no script/link/img pointing at a URL (schema ids inside specs are not loads)
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
     assert "cdn.jsdelivr" not in html and "vegaEmbed" in html
@@ -98,8 +94,8 @@ def test_plots_show_writes_one_offline_page_with_a_curve_per_run(project):
     assert (root / "data/plots/curves.png").stat().st_size > 10_000
 
 
-def test_metrics_and_plots_diff_between_commits(project):
-    root, env, _ = project
+def test_metrics_and_plots_diff_between_commits(project, tmp_path):
+    root, env = copy_project(project[0], tmp_path / "proj"), project[1]  # a commit changes the project: a copy
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     _run([*git, "add", "-A"], root, env)
     _run([*git, "commit", "-q", "-m", "tiny project"], root, env)

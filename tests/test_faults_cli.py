@@ -14,30 +14,22 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from srstyle.cli import main
-from srstyle.export.onnx import export_sr_onnx
-from srstyle.export.style_onnx import export_fast
 from srstyle.io import load_rgb
-from srstyle.models.style.transformer_net import TransformerNet
 from srstyle.predict import ImageError, SRPredictor, decode_image
 from srstyle.video import synthetic_clip
 from tests import bad_inputs
-from tests.helpers import photo, trained_espcn
+from tests.helpers import photo
 
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    sr = export_sr_onnx(trained_espcn(steps=40), root / "espcn_x3.onnx")
-    torch.manual_seed(0)
-    style = root / "fast_t.onnx"
-    export_fast(TransformerNet(channels=8).eval(), style, metadata={"style": "t"})
-    return sr, style
+@pytest.fixture
+def models(cli_models):
+    """(ESPCN x3, fast style net) ONNX files, shared with test_cli.py (tests/conftest.py); read-only."""
+    return cli_models
 
 
 def _digest(path) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import make_flow_project, make_tiny_project
+from tests.helpers import copy_project, make_flow_project
 
 REPO = Path(__file__).resolve().parents[1]
 INJECTED = "x;touch${IFS}pwned"
@@ -124,17 +124,9 @@ print("RESULT " + json.dumps({"changes": r["params_changes"], "ran": [s["stage"]
 """
 
 
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    from tests.servers import free_port, server
-
-    base = tmp_path_factory.mktemp("prefect")
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(base / "home"), "PREFECT_UI_ENABLED": "false"}
-    cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    api = f"http://127.0.0.1:{port}/api"
-    with server(cmd, f"{api}/health", base / "server.log", env=env):
-        yield api
+@pytest.fixture
+def prefect_api(prefect_server):
+    return prefect_server[0]  # the session's `prefect server start` (tests/conftest.py)
 
 
 def test_two_concurrent_flow_runs_never_train_with_each_others_parameters(prefect_api, tmp_path):
@@ -190,12 +182,13 @@ def _onnx_model_logged(root: Path, run_id: str) -> bool:
     return any(m.name == "onnx_model" for m in models)
 
 
-def test_retrained_run_gets_its_onnx_model_and_run_cache_restores_stay_consistent(tmp_path):
+def test_retrained_run_gets_its_onnx_model_and_run_cache_restores_stay_consistent(tiny_repro, tmp_path):
+    """On a copy of the session's finished tiny project (tests/conftest.py `tiny_repro`: espcn_x3 and fsrcnn_x3
+    trained, evaluated, exported and registered by one real `dvc repro`): the copy is what this test changes."""
     import mlflow
 
-    root = make_tiny_project(tmp_path / "proj", runs={"espcn_x3": {"model": "espcn", "scale": 3}})
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    _dvc(root, "repro", "promote", env=env)
+    root, env = copy_project(tiny_repro[0], tmp_path / "proj"), tiny_repro[1]
+    assert "Running stage" not in _dvc(root, "repro", "promote", env=env)  # the copy is up to date as it is
     record = root / "data/models/espcn_x3/mlflow_run.json"
     first = json.loads(record.read_text())["run_id"]
     lock_a = (root / "dvc.lock").read_bytes()

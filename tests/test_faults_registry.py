@@ -9,6 +9,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -30,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
+def store(empty_mlflow_store, tmp_path, monkeypatch):
+    shutil.copy(empty_mlflow_store, tmp_path / "mlruns.db")  # a new store, without its ~1.7 s of migrations
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     for var in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "SRSTYLE_SHIP"):

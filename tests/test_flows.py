@@ -85,6 +85,8 @@ def _run_flow(base: Path, **kwargs) -> dict:
 
 @pytest.fixture(scope="module")
 def flow_run(tmp_path_factory):
+    """One flow run on a fresh tiny project, under a Prefect test server that stays up for the module (the
+    slow test below continues on a copy of this project in the same server)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
     from prefect.testing.utilities import prefect_test_harness
@@ -99,8 +101,8 @@ def flow_run(tmp_path_factory):
             out["style_train_runs"] = client.read_task_runs(
                 task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["train_style@starry_night", "train_meta"])))
             out["gpu_limit"] = client.read_concurrency_limit_by_tag("gpu")
-    print(f"retrain flow: {out['seconds']:.1f} s; stages: {out['result']['steps']}")
-    return out
+        print(f"retrain flow: {out['seconds']:.1f} s; stages: {out['result']['steps']}")
+        yield out
 
 
 def _mlflow_run(root: Path, run_id: str):
@@ -234,27 +236,27 @@ def test_bad_override_fails_before_anything_is_written(tmp_path):
 
 
 @pytest.mark.slow
-def test_rerun_is_skipped_by_dvc_and_a_weaker_challenger_keeps_the_champion(tmp_path):
-    """On its own project (the module's is shared by the tests above and stays as they expect)."""
+def test_rerun_is_skipped_by_dvc_and_a_weaker_challenger_keeps_the_champion(flow_run, tmp_path):
+    """On a copy of the module's project after its flow run (the tests above read the original, which stays as
+    they expect): the copy's workspace, DVC cache, dvc.lock and MLflow store are those of that first run."""
     from prefect.artifacts import Artifact
-    from prefect.testing.utilities import prefect_test_harness
 
     from pipelines.retrain import REPORT_KEY, retrain
+    from tests.helpers import copy_project
 
-    with _Env(tmp_path / "prefect-home"), prefect_test_harness(server_startup_timeout=60):
-        first = _run_flow(tmp_path, build_bento=False)
-        root = first["root"]
-        t0 = time.perf_counter()
-        os.environ["BENTOML_HOME"] = str(tmp_path / "bentoml")
-        # the same parameters again, with `bentoml build` this time (what `make package` does)
-        second = retrain(project_dir=str(root), models=["espcn"], scale=3, overrides={"recipes.espcn.steps": 16},
-                         build_bento=True)
-        print(f"unchanged rerun with bentoml build: {time.perf_counter() - t0:.1f} s; {second['steps'][-1]}")
-        # 6 steps instead of 16: a new version, made `challenger`; `champion` moves only if it wins (it doesn't).
-        # style=False: the style chain is left out of this run (and of its report).
-        third = retrain(project_dir=str(root), models=["espcn"], scale=3, overrides={"recipes.espcn.steps": 6},
-                        style=False)
-        report = Artifact.get(REPORT_KEY).data
+    first = flow_run
+    root = copy_project(first["root"], tmp_path / "proj")
+    t0 = time.perf_counter()
+    os.environ["BENTOML_HOME"] = str(tmp_path / "bentoml")
+    # the same parameters again, with `bentoml build` this time (what `make package` does)
+    second = retrain(project_dir=str(root), models=["espcn"], scale=3, overrides={"recipes.espcn.steps": 16},
+                     build_bento=True)
+    print(f"unchanged rerun with bentoml build: {time.perf_counter() - t0:.1f} s; {second['steps'][-1]}")
+    # 6 steps instead of 16: a new version, made `challenger`; `champion` moves only if it wins (it doesn't).
+    # style=False: the style chain is left out of this run (and of its report).
+    third = retrain(project_dir=str(root), models=["espcn"], scale=3, overrides={"recipes.espcn.steps": 6},
+                    style=False)
+    report = Artifact.get(REPORT_KEY).data
     assert "## Style transfer" in second["report"] and "| train_style@starry_night | up to date (DVC) |" in second["report"]
     assert [s["stage"] for s in second["steps"] if s["ran"]] == ["package"]  # DVC skipped every stage
     assert second["decisions"] == first["result"]["decisions"]

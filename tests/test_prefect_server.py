@@ -9,25 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, server, stop
+from tests.servers import stop
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    base = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(base / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    api = f"http://127.0.0.1:{port}/api"
-    with server(cmd, f"{api}/health", base / "server.log", env=env) as (_, startup):
-        print(f"prefect server ready in {startup:.1f} s")
-        client_env = {**env, "PREFECT_API_URL": api,
-                      "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])}
-        yield api, client_env, base
+def prefect_api(prefect_server):
+    """The session's Prefect server (tests/conftest.py) and the environment a client process gets for it."""
+    api, base = prefect_server
+    client_env = {**os.environ, "PREFECT_HOME": str(base / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                  "PREFECT_API_URL": api,
+                  "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return api, client_env, base
 
 
 def _client(api):

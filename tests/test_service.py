@@ -13,14 +13,14 @@ import pytest
 
 from srstyle.predict import SRPredictor
 from tests.helpers import photo
-from tests.service_helpers import STYLE, decode, encode, export_models, model_dir, serve, wait_ready  # noqa: F401
+from tests.service_helpers import STYLE, decode, encode, serve, wait_ready
 from tests.test_validate import _bomb_png
 
 pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):  # noqa: F811
+def server(model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     with serve(tmp, model_dir) as s:
         wait_ready(s.url)
@@ -219,7 +219,7 @@ def test_readyz_is_503_without_a_model_and_200_with_one(server, tmp_path):
         assert httpx.post(f"{s.url}/healthz", timeout=10).status_code == 200
 
 
-def test_corrupt_onnx_in_the_folder_is_reported_not_fatal(model_dir, tmp_path):  # noqa: F811
+def test_corrupt_onnx_in_the_folder_is_reported_not_fatal(model_dir, tmp_path):
     folder = tmp_path / "models"
     folder.mkdir()
     (folder / "sr-x3.onnx").write_bytes((model_dir / "sr-x3.onnx").read_bytes())

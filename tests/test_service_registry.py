@@ -13,7 +13,7 @@ from srstyle.model_registry import promote, register_onnx
 from srstyle.predict import SRPredictor
 from srstyle.tracking import setup
 from tests.helpers import photo
-from tests.service_helpers import STYLE, decode, encode, model_dir, serve, wait_ready  # noqa: F401
+from tests.service_helpers import STYLE, decode, encode, serve, wait_ready
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -26,7 +26,7 @@ def _register(name: str, onnx_file, score: float, extra=(), higher=True):
 
 
 @pytest.fixture(scope="module")
-def project(model_dir, tmp_path_factory):  # noqa: F811
+def project(model_dir, tmp_path_factory):
     """A project folder whose MLflow store (mlruns.db, mlartifacts/) holds champions of every kind."""
     root = tmp_path_factory.mktemp("proj")
     setup(TrackingConfig(), root)  # the project's own store, as the pipeline makes it
@@ -45,7 +45,7 @@ def project(model_dir, tmp_path_factory):  # noqa: F811
     return root
 
 
-def test_make_serve_catalog_is_the_registry_champions(project, model_dir, tmp_path):  # noqa: F811
+def test_make_serve_catalog_is_the_registry_champions(project, model_dir, tmp_path):
     with serve(tmp_path, None, extra={"SRSTYLE_ROOT": str(project)}) as s:
         wait_ready(s.url)
         info = httpx.post(f"{s.url}/models", json={}, timeout=10).json()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.helpers import photo
-from tests.service_helpers import STYLE, encode, export_models, serve, wait_ready
+from tests.service_helpers import STYLE, encode, model_subset, serve, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -47,8 +47,8 @@ def _usage(pgid: int, tmp: Path) -> dict:
     return {"fds": fds, "rss_kb": rss, "tmp_files": files}
 
 
-def test_thousand_requests_at_concurrency_16_leave_nothing_behind(tmp_path):
-    models = export_models(tmp_path / "models", meta=False)
+def test_thousand_requests_at_concurrency_16_leave_nothing_behind(model_dir, tmp_path):
+    models = model_subset(model_dir, tmp_path / "models", ["sr-x3.onnx", f"style-{STYLE}.onnx"])
     bodies = [encode(photo(48 + 8 * (i % 4), 64, seed=i)) for i in range(32)]
     with serve(tmp_path / "srv", models) as s:
         wait_ready(s.url)

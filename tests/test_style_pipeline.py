@@ -2,7 +2,6 @@
 photos and paintings, Johnson and meta training (exact resume, MLflow), evaluation, ONNX export, CLI."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest

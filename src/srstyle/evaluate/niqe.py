@@ -34,8 +34,8 @@ import numpy as np
 from scipy.ndimage import correlate
 from scipy.special import gamma
 
-from srstyle.color import rgb_to_y
-from srstyle.imresize import imresize
+from ..color import rgb_to_y
+from ..imresize import imresize
 
 BLOCK = 96
 

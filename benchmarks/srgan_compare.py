@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (1 on a CPU shared with other jobs)")
+    parser.add_argument("--only", nargs="+", help="train and evaluate only these runs (e.g. in a second process)")
     parser.add_argument("--image", default="chelsea.png", help="validation photo of the picture")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--png", type=Path, default=Path("srgan_compare.png"))
@@ -82,7 +83,9 @@ def main() -> None:
     for key, value in (("pretrain_steps", args.pretrain_steps), ("steps", args.steps)):
         if value is not None:
             recipe[key] = value
-    raw.update(runs=profile_runs(args.profile), recipes={**raw["recipes"], "srgan": recipe},
+    runs = profile_runs(args.profile)
+    raw.update(runs={k: v for k, v in runs.items() if not args.only or k in args.only},
+               recipes={**raw["recipes"], "srgan": recipe},
                patches={**raw["patches"], "scales": [4], "modes": ["rgb"]},
                train={**raw["train"], **({"threads": args.threads} if args.threads else {})})
     params = parse_params(raw)

@@ -105,8 +105,12 @@ def main() -> None:
             res = train_sr(params, run, w / "patches", out, progress=False)
             print(f"{run}: {res.steps} steps in {time.perf_counter() - t0:.0f} s")
         models[LABELS.get(run, run)] = model = load_sr_model(out / "model.pt")
-        rows[run] = evaluate_sr(model, w / "validated", w / "raw", w / "eval" / run, crop=args.crop,
-                                max_pixels=params.validate_.max_pixels, perceptual=True, vgg=vgg, vgg_crop=0)
+        done = w / "eval" / run / "metrics.json"
+        if done.is_file() and done.stat().st_mtime > (out / "model.pt").stat().st_mtime and "niqe" in read_json(done):
+            rows[run] = read_json(done)  # evaluated after this model was written (e.g. by an --only process)
+        else:
+            rows[run] = evaluate_sr(model, w / "validated", w / "raw", w / "eval" / run, crop=args.crop,
+                                    max_pixels=params.validate_.max_pixels, perceptual=True, vgg=vgg, vgg_crop=0)
         print(run, {k: rows[run][k] for k in ("psnr", "ssim", "niqe", "vgg_distance")})
     text = table(rows, budget)
     print(f"\n{vgg.description}\n\n{text}")

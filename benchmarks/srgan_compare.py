@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="train and evaluate only these runs (e.g. in a second process)")
     parser.add_argument("--image", default="chelsea.png", help="validation photo of the picture")
     parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--vgg-crop", type=int, default=0, help="vgg_distance window (0 = whole photos, ~3 s each)")
     parser.add_argument("--png", type=Path, default=Path("srgan_compare.png"))
     parser.add_argument("--md", type=Path, default=Path("srgan_compare.md"))
     args = parser.parse_args()
@@ -110,8 +111,10 @@ def main() -> None:
             rows[run] = read_json(done)  # evaluated after this model was written (e.g. by an --only process)
         else:
             rows[run] = evaluate_sr(model, w / "validated", w / "raw", w / "eval" / run, crop=args.crop,
-                                    max_pixels=params.validate_.max_pixels, perceptual=True, vgg=vgg, vgg_crop=0)
+                                    max_pixels=params.validate_.max_pixels, perceptual=True, vgg=vgg, vgg_crop=args.vgg_crop)
         print(run, {k: rows[run][k] for k in ("psnr", "ssim", "niqe", "vgg_distance")})
+    if args.vgg_crop:
+        budget += f"; VGG distance on the central {args.vgg_crop} px"
     text = table(rows, budget)
     print(f"\n{vgg.description}\n\n{text}")
     args.md.write_text(text, encoding="utf-8")

@@ -1,4 +1,5 @@
-"""DVC stage `benchmark`: every run x benchmark set, PSNR/SSIM on Y, bicubic first, published numbers beside."""
+"""DVC stage `benchmark`: every run x benchmark set, PSNR/SSIM on Y, NIQE and vgg_distance, bicubic first,
+published numbers beside."""
 
 from srstyle.pipeline_steps import stage_main
 from srstyle.pipeline_steps.benchmark import run_benchmarks

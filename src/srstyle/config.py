@@ -182,6 +182,11 @@ class PerceptualConfig(_Strict):
 
 class EvaluateConfig(_Strict):
     crop_size: int = Field(96, gt=0)
+    # NIQE (no reference) and vgg_distance (VGG features against HR) beside PSNR/SSIM, model and bicubic
+    perceptual: bool = True
+    # vgg_distance on the central window of this side after the border shave (0 = whole image): VGG on CPU
+    # costs ~3 s per 512x512 image and keeps `make run` within its budget only on a window
+    vgg_crop: int = Field(192, ge=0)
 
 
 class BenchmarkConfig(_Strict):
@@ -189,6 +194,8 @@ class BenchmarkConfig(_Strict):
     datasets: list[str] = Field(default_factory=lambda: ["embedded"])
     local: dict[str, str] = Field(default_factory=dict)
     degradation: Literal["matlab", "pil"] = "matlab"
+    perceptual: bool = True               # NIQE and vgg_distance columns (as in `evaluate`)
+    vgg_crop: int = Field(192, ge=0)      # 0 = whole images (paper-scale sets on a GPU)
 
 
 class PromoteConfig(_Strict):
@@ -196,6 +203,12 @@ class PromoteConfig(_Strict):
     margin_db: float = Field(0.05, ge=0)
     # style models (lower style-loss ratio is better): champion moves when the challenger is lower by this
     style_margin: float = Field(0.01, ge=0)
+    # alias `perceptual` of sr-x<scale>, apart from the PSNR `champion`: moves when the challenger's
+    # perceptual_metric (lower is better) is lower by perceptual_margin, among runs whose PSNR gain over bicubic
+    # is at least perceptual_min_gain_db (a floor against hallucinated detail, like PIRM 2018's RMSE regions)
+    perceptual_metric: Literal["vgg_distance", "niqe"] = "vgg_distance"
+    perceptual_margin: float = Field(0.002, ge=0)
+    perceptual_min_gain_db: float = 0.0
 
 
 class ServingConfig(_Strict):

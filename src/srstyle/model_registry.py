@@ -17,6 +17,12 @@ pickled PyTorch anywhere: the loaders read ONNX only.
 
 ``challenger`` marks the latest candidate; ``champion`` moves only if the challenger wins by the margin
 AND the run is one the user means to ship (:func:`ship_decision`): a ``dvc exp run`` never moves it.
+
+``perceptual`` (SR only) is a second choice on the same ``sr-x<scale>``, kept apart from the PSNR champion: the
+alias moves by ``promote.perceptual_metric`` (``vgg_distance`` or ``niqe``, lower is better, margin
+``promote.perceptual_margin``) among versions whose PSNR gain over bicubic is at least
+``promote.perceptual_min_gain_db``; its decisions go to ``data/registry/perceptual_decisions.json`` and to
+``perceptual_decision.*`` version tags. The service serves it as ``sr-x<scale>@perceptual``.
 Re-registering the same file is a no-op (the version is found by the file's sha256 and the run).
 """
 
@@ -32,7 +38,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-CHAMPION, CHALLENGER = "champion", "challenger"
+CHAMPION, CHALLENGER, PERCEPTUAL = "champion", "challenger", "perceptual"
 SOURCE_RUN_TAG = "srstyle.source_run_id"
 SHA_TAG = "srstyle.onnx_sha256"
 MODEL_NAME = "serving_model"  # the logged model (in the training run) that versions are created from
@@ -234,8 +240,9 @@ def _decide(candidate, champion, metric: str, score: float, margin: float, highe
 
 
 def promote(name: str, version: str, metric: str, margin: float, higher_is_better: bool = True,
-            ship: bool = True, why: str = "") -> Decision:
-    """Set ``challenger`` to ``version``; move ``champion`` to it only if it wins by ``margin`` and ``ship``.
+            ship: bool = True, why: str = "", alias: str = CHAMPION) -> Decision:
+    """Set ``challenger`` to ``version``; move ``alias`` (``champion``, or ``perceptual`` for the perceptual
+    choice) to it only if it wins by ``margin`` and ``ship``.
 
     The champion is read again just before the alias moves: if another promotion moved it meanwhile, the
     decision is taken again against the new champion (never overwrite a champion we did not compare with).
@@ -247,24 +254,25 @@ def promote(name: str, version: str, metric: str, margin: float, higher_is_bette
         raise RegistryError(f"{name} v{version} has no metric.{metric} tag; register it with its evaluation metrics")
     client.set_registered_model_alias(name, CHALLENGER, candidate.version)
     for _ in range(5):
-        champion = _alias(name, CHAMPION)
+        champion = _alias(name, alias)
         outcome, champ_version, champ_score = _decide(candidate, champion, metric, score, margin, higher_is_better)
         if outcome in ("first champion", "promoted") and not ship:
             outcome = f"challenger only ({why or 'not shipped'}); would be {outcome}"
         if outcome not in ("first champion", "promoted"):
             break
-        now = _alias(name, CHAMPION)
+        now = _alias(name, alias)
         if (now.version if now else None) != champ_version:
-            log.warning("%s: champion moved to v%s while deciding; deciding again", name, now.version if now else None)
+            log.warning("%s: %s moved to v%s while deciding; deciding again", name, alias, now.version if now else None)
             continue
-        client.set_registered_model_alias(name, CHAMPION, candidate.version)
+        client.set_registered_model_alias(name, alias, candidate.version)
         break
     else:
-        raise RegistryError(f"{name}: champion kept moving while promoting v{version}; another promotion is running, retry")
+        raise RegistryError(f"{name}: {alias} kept moving while promoting v{version}; another promotion is running, retry")
     decision = Decision(name, candidate.version, metric, score, champ_version, champ_score, margin, outcome)
     if outcome != "already champion":
+        prefix = "decision" if alias == CHAMPION else f"{alias}_decision"
         for key, value in asdict(decision).items():
-            client.set_model_version_tag(name, candidate.version, f"decision.{key}", "" if value is None else str(value))
+            client.set_model_version_tag(name, candidate.version, f"{prefix}.{key}", "" if value is None else str(value))
     log.info(decision.message())
     return decision
 
@@ -301,7 +309,7 @@ def promote_runs(params, paths, root, ship: bool | None = None) -> dict:
 
     setup(params.tracking, root)
     allowed, why = ship_decision(ship)
-    decisions = {}
+    decisions, perceptual = {}, {}
     for run, spec in params.runs.items():
         stage = f"export_onnx@{run}"
         onnx_file = paths.onnx_dir(run) / f"{run}.onnx"
@@ -323,8 +331,36 @@ def promote_runs(params, paths, root, ship: bool | None = None) -> dict:
         rec = _decision_record(decision, "psnr")
         rec["margin_db"] = rec.pop("margin")
         decisions[run] = rec
+        if params.promote.perceptual_metric in metrics:
+            perceptual[run] = promote_perceptual(name, mv, metrics, params.promote, allowed, why)
+        else:
+            log.warning("%s: no %s in %s (evaluate.perceptual off?): sr-x%s@%s not considered", run,
+                        params.promote.perceptual_metric, paths.eval_dir(run) / "metrics.json", spec.scale, PERCEPTUAL)
     write_json(decisions, paths.data / "registry" / "decisions.json")
+    write_json(perceptual, paths.data / "registry" / "perceptual_decisions.json")
     return decisions
+
+
+def promote_perceptual(name: str, mv, metrics: dict, cfg, ship: bool, why: str) -> dict:
+    """Move ``name@perceptual`` by ``cfg.perceptual_metric`` (lower is better) among versions that keep a PSNR
+    gain over bicubic of at least ``cfg.perceptual_min_gain_db``; returns the decision record."""
+    metric, client = cfg.perceptual_metric, _client()
+    # a version registered before the perceptual metrics existed gets them now (same run, same file)
+    for key in (metric, "psnr_gain"):
+        if key in metrics and _version_score(mv, key) is None:
+            client.set_model_version_tag(name, mv.version, f"metric.{key}", str(metrics[key]))
+    gain = float(metrics.get("psnr_gain", float("nan")))
+    if not gain >= cfg.perceptual_min_gain_db:
+        current = _alias(name, PERCEPTUAL)
+        rec = {"registered_model": name, "version": str(mv.version), "metric": metric, "score": float(metrics[metric]),
+               "outcome": f"not eligible (psnr_gain {gain:+.4f} dB < {cfg.perceptual_min_gain_db} dB)",
+               "champion_version": current.version if current else None, "champion_score": _version_score(current, metric)}
+        print(f"{name} v{mv.version}: {rec['outcome']} for @{PERCEPTUAL}")
+        return rec
+    d = promote(name, mv.version, metric, cfg.perceptual_margin, higher_is_better=False, ship=ship, why=why,
+                alias=PERCEPTUAL)
+    print(f"@{PERCEPTUAL}: {d.message()}")
+    return _decision_record(d, "score") | {"metric": metric}
 
 
 def style_metric(kind: str, style: str | None = None) -> str:
@@ -378,12 +414,13 @@ def champion_names() -> list[str]:
     return sorted(rm.name for rm in _client().search_registered_models() if rm.name.startswith(SERVED_PREFIXES))
 
 
-def download_champion(name: str, dst: Path) -> tuple[Path, object]:
-    """Download ``name@champion`` into ``dst``; returns (folder holding model.onnx and extra files, version)."""
+def download_champion(name: str, dst: Path, alias: str = CHAMPION) -> tuple[Path, object]:
+    """Download ``name@<alias>`` (the champion unless told) into ``dst``; returns (folder holding model.onnx and
+    extra files, version)."""
     import mlflow
 
-    mv = _client().get_model_version_by_alias(name, CHAMPION)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{CHAMPION}", dst_path=str(dst)))
+    mv = _client().get_model_version_by_alias(name, alias)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{alias}", dst_path=str(dst)))
     return local, mv
 
 
@@ -421,24 +458,28 @@ def export_champions(out_dir, tracking_cfg, root) -> list[str]:
     for old in out_dir.glob("*.onnx"):
         old.unlink()
     written, catalog = [], {}
-    for name in champion_names():
+    # SR models also ship their perceptual choice, as <name>@perceptual.onnx (served under that name)
+    jobs = [(name, alias) for name in champion_names()
+            for alias in ((CHAMPION, PERCEPTUAL) if name.startswith("sr-x") else (CHAMPION,))]
+    for name, alias in jobs:
+        stem = name if alias == CHAMPION else f"{name}@{alias}"
         with tempfile.TemporaryDirectory(prefix="srstyle-export-") as tmp:
             try:
-                local, mv = download_champion(name, Path(tmp))
+                local, mv = download_champion(name, Path(tmp), alias)
             except Exception as exc:  # noqa: BLE001
-                log.warning("%s has no champion to package: %s", name, exc)
+                (log.warning if alias == CHAMPION else log.info)("%s has no %s to package: %s", name, alias, exc)
                 continue
             files = champion_files(local)
             for path in files.values():
-                _check_readable(path, f"{name}@{CHAMPION} (v{mv.version})")
-            shutil.copyfile(files.pop("main"), out_dir / f"{name}.onnx")
-            written.append(str(out_dir / f"{name}.onnx"))
+                _check_readable(path, f"{name}@{alias} (v{mv.version})")
+            shutil.copyfile(files.pop("main"), out_dir / f"{stem}.onnx")
+            written.append(str(out_dir / f"{stem}.onnx"))
             for fname, path in files.items():
                 suffix = (INT8_SUFFIX if fname.endswith(INT8_SUFFIX) else
                           ".transformer.onnx" if fname.endswith("transformer.onnx") else f".{Path(fname).stem}.onnx")
-                shutil.copyfile(path, out_dir / f"{name}{suffix}")
-                written.append(str(out_dir / f"{name}{suffix}"))
-            catalog[name] = {"version": str(mv.version), "metrics": {k[7:]: v for k, v in mv.tags.items() if k.startswith("metric.")}}
+                shutil.copyfile(path, out_dir / f"{stem}{suffix}")
+                written.append(str(out_dir / f"{stem}{suffix}"))
+            catalog[stem] = {"version": str(mv.version), "metrics": {k[7:]: v for k, v in mv.tags.items() if k.startswith("metric.")}}
     with atomic_write(out_dir / "catalog.json") as f:
         json.dump(catalog, f, indent=2)
     return written

@@ -78,6 +78,9 @@ class SRRow:
     ssim: float | None
     gain: float | None
     champion: str  # "yes (sr-x3 v2)", "no", "-" (not promoted)
+    niqe: float | None = None          # no-reference naturalness, lower is better
+    vgg: float | None = None           # vgg_distance to HR, lower is better
+    perceptual: str = "-"              # holds sr-x<scale>@perceptual? same form as champion
 
 
 @dataclass
@@ -129,13 +132,28 @@ def collect(root: Path, runs: dict[str, Any] | None = None, styles: list[str] | 
         timing_size = params.style.evaluate.timing_size
     s = Summary(root=root, timing_size=timing_size)
     decisions = read_json(root / "data/registry/decisions.json")
+    perceptual = read_json(root / "data/registry/perceptual_decisions.json")  # sr-x<scale>@perceptual
+    by_scale: dict[int | None, list[SRRow]] = {}
+    refs: dict[int | None, dict] = {}  # a scale's bicubic and HR figures, the same in every run's metrics
     for run, spec in runs.items():
         m = read_json(root / "data/eval" / run / "metrics.json")
         verdict = _verdict(decisions, run)
         scale = m.get("scale") or (spec.get("scale") if isinstance(spec, dict) else getattr(spec, "scale", None))
-        s.sr.append(SRRow(run, scale, _num(m.get("psnr")), _num(m.get("ssim")), _num(m.get("psnr_gain")), verdict))
+        by_scale.setdefault(scale, []).append(SRRow(
+            run, scale, _num(m.get("psnr")), _num(m.get("ssim")), _num(m.get("psnr_gain")), verdict,
+            _num(m.get("niqe")), _num(m.get("vgg_distance")), _verdict(perceptual, run)))
+        if m and scale not in refs:
+            refs[scale] = m
         if (root / "data/eval" / run / "comparison.png").is_file():
             s.pictures.append((f"data/eval/{run}/comparison.png", f"{run}: LR | bicubic | model | HR"))
+    for scale, rows in by_scale.items():  # per scale: bicubic, the runs, the HR photos' own NIQE
+        m = refs.get(scale)
+        if m:
+            s.sr.append(SRRow("bicubic", scale, _num(m.get("bicubic_psnr")), _num(m.get("bicubic_ssim")), 0.0, "-",
+                              _num(m.get("bicubic_niqe")), _num(m.get("bicubic_vgg_distance"))))
+        s.sr += rows
+        if m and _num(m.get("hr_niqe")) is not None:
+            s.sr.append(SRRow("HR (ground truth)", scale, None, None, None, "-", _num(m.get("hr_niqe")), 0.0))
     sm = read_json(root / "data/style/eval/metrics.json")
     style_decisions = read_json(root / "data/style/registry/decisions.json")  # promote_style: style-<name>, style-meta
     def style_row(label: str, prefix: str, ms_key: str, registered: str) -> StyleRow:
@@ -183,10 +201,12 @@ def _clip(text: str, width: int) -> str:
 def render(s: Summary, width: int = WIDTH) -> str:
     out = [f"srstyle results: {s.root}", ""]
     out.append("Super-resolution (validation split; PSNR/SSIM on Y, BT.601; gain = PSNR - bicubic PSNR)")
+    out.append("  NIQE (no reference), VGG dist. (to HR): lower is better; @perceptual: sr-x<s>@perceptual; "
+               "champion?: @champion (PSNR)")
     rows = [[_clip(r.run, 30), f"x{r.scale}" if r.scale else "-", _fmt(r.psnr, ".2f"), _fmt(r.ssim, ".4f"),
-             _fmt(r.gain, "+.2f"), r.champion] for r in s.sr]
-    out += _table(["model", "scale", "PSNR dB", "SSIM", "gain dB", "champion?"], rows)
-    if any(r.psnr is None for r in s.sr):
+             _fmt(r.gain, "+.2f"), _fmt(r.niqe, ".2f"), _fmt(r.vgg, ".4f"), r.perceptual, r.champion] for r in s.sr]
+    out += _table(["model", "scale", "PSNR dB", "SSIM", "gain dB", "NIQE", "VGG dist.", "@perceptual", "champion?"], rows)
+    if any(r.psnr is None and r.run != "HR (ground truth)" for r in s.sr):
         out.append("  (- = not evaluated yet: `dvc repro`)")
     out += ["", "Style transfer (held-out photos; style and content loss / Gatys' on the same pair: 1 = as optimisation,",
             "lower is better; dark %: dark-blob pixels of the worst output; HF: energy at periods < 4 px of the worst",

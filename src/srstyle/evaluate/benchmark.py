@@ -1,5 +1,6 @@
 """Benchmark tables: model x dataset x scale, PSNR/SSIM on Y (BT.601, border = scale), bicubic first,
-published numbers beside ours.
+published numbers beside ours; with ``perceptual`` also NIQE (Y of the 8-bit RGB output, border shaved) and
+vgg_distance (RGB against HR, border shaved, central ``vgg_crop`` window), as the evaluate stage computes them.
 
 Degradation (``benchmark.degradation``): ``matlab`` (default, as the published tables: MATLAB-compatible
 bicubic ``imresize`` of the mod-cropped HR) or ``pil``. The bicubic row upscales the same LR image with the
@@ -20,6 +21,8 @@ from ..inference import SRModel, model_y_output
 from ..io import load_rgb, read_json
 from ..resize import bicubic_rgb, downscale_rgb, modcrop
 from .metrics import psnr, ssim
+from .niqe import niqe
+from .perceptual import shave_crop
 
 
 def published_table() -> dict:
@@ -47,17 +50,26 @@ def upscale_bicubic(lr: np.ndarray, scale: int, degradation: str) -> np.ndarray:
     return bicubic_rgb(lr, (lr.shape[0] * scale, lr.shape[1] * scale))
 
 
-def score_dataset(model: SRModel | None, folder: Path, scale: int, degradation: str, max_pixels: int) -> dict:
-    """Mean PSNR/SSIM of ``model`` (None = bicubic) on every image of a prepared benchmark folder."""
-    values = []
+def score_dataset(model: SRModel | None, folder: Path, scale: int, degradation: str, max_pixels: int, *,
+                  perceptual: bool = False, vgg=None, vgg_crop: int = 0) -> dict:
+    """Mean PSNR/SSIM of ``model`` (None = bicubic) on every image of a prepared benchmark folder; with
+    ``perceptual`` also NIQE, and vgg_distance when a :class:`~srstyle.evaluate.perceptual.VGGDistance` is given."""
+    values: dict[str, list[float]] = {}
     for entry in read_json(folder / "manifest.json"):
         hr = modcrop(load_rgb(folder / entry["file"], max_pixels), scale)
         lr = degrade(hr, scale, degradation)
-        out_y = rgb_to_y(upscale_bicubic(lr, scale, degradation)) if model is None else model_y_output(model, lr)
+        bic = upscale_bicubic(lr, scale, degradation) if model is None else None
+        out_y = rgb_to_y(bic) if model is None else model_y_output(model, lr)
         hr_y = rgb_to_y(hr)
-        values.append((psnr(out_y, hr_y, border=scale), ssim(out_y, hr_y, border=scale)))
-    arr = np.array(values)
-    return {"psnr": round(float(arr[:, 0].mean()), 4), "ssim": round(float(arr[:, 1].mean()), 4), "images": len(values)}
+        scores = {"psnr": psnr(out_y, hr_y, border=scale), "ssim": ssim(out_y, hr_y, border=scale)}
+        if perceptual:
+            out = np.clip(np.round(bic), 0, 255).astype(np.uint8) if model is None else model.upscale(lr)
+            scores["niqe"] = niqe(out, border=scale)
+            if vgg is not None:
+                scores["vgg_distance"] = vgg(shave_crop(out, scale, vgg_crop), shave_crop(hr, scale, vgg_crop))
+        for k, v in scores.items():
+            values.setdefault(k, []).append(v)
+    return {**{k: round(float(np.mean(v)), 4) for k, v in values.items()}, "images": len(values["psnr"])}
 
 
 def published_key(arch: str, kwargs: dict) -> str:
@@ -68,13 +80,14 @@ def published_key(arch: str, kwargs: dict) -> str:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| model | dataset | scale | PSNR | SSIM | published PSNR | published SSIM |",
-        "|---|---|---|---|---|---|---|",
+        "| model | dataset | scale | PSNR | SSIM | NIQE | VGG dist. | published PSNR | published SSIM |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    fmt = lambda r, k: "-" if r.get(k) is None else f"{r[k]:.4f}"  # noqa: E731 - absent when perceptual is off
     for r in rows:
         p = r.get("published") or {}
         lines.append(f"| {r['model']} | {r['dataset']} | x{r['scale']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
-                     f"{p.get('psnr', '-')} | {p.get('ssim', '-')} |")
+                     f"{fmt(r, 'niqe')} | {fmt(r, 'vgg_distance')} | {p.get('psnr', '-')} | {p.get('ssim', '-')} |")
     sources = sorted({r["published"]["source"] for r in rows if r.get("published")})
     if sources:
         lines += ["", "Published numbers: " + "; ".join(sources) + "."]
@@ -82,10 +95,10 @@ def markdown(rows: list[dict]) -> str:
 
 
 def benchmark_rows(runs: dict[str, Path], sets_dir: Path, datasets: list[str], degradation: str,
-                   max_pixels: int) -> list[dict]:
+                   max_pixels: int, *, perceptual: bool = False, vgg=None, vgg_crop: int = 0) -> list[dict]:
     """One row per (dataset, scale, model): bicubic first, then every run of that scale, published beside.
 
-    ``runs``: run name -> model.pt of a trained run.
+    ``runs``: run name -> model.pt of a trained run. ``perceptual``/``vgg``/``vgg_crop``: see :func:`score_dataset`.
     """
     import torch
 
@@ -100,16 +113,18 @@ def benchmark_rows(runs: dict[str, Path], sets_dir: Path, datasets: list[str], d
                 for run, p in payloads.items() if p["scale"] == scale
             ]
             for label, model, key in entries:
-                score = score_dataset(model, sets_dir / dataset, scale, degradation, max_pixels)
+                score = score_dataset(model, sets_dir / dataset, scale, degradation, max_pixels,
+                                      perceptual=perceptual, vgg=vgg, vgg_crop=vgg_crop)
                 rows.append({"model": label, "dataset": dataset, "scale": scale, **score,
                              "published": published(dataset, scale, key)})
     return rows
 
 
 def metrics_table(rows: list[dict]) -> dict:
-    """``dataset -> x<scale> -> model -> {psnr, ssim}``: the shape `dvc metrics show/diff` reads."""
+    """``dataset -> x<scale> -> model -> {psnr, ssim[, niqe, vgg_distance]}``: the shape `dvc metrics show/diff`
+    reads."""
     table: dict = {}
     for r in rows:
         table.setdefault(r["dataset"], {}).setdefault(f"x{r['scale']}", {})[r["model"]] = {
-            "psnr": r["psnr"], "ssim": r["ssim"]}
+            k: r[k] for k in ("psnr", "ssim", "niqe", "vgg_distance") if k in r}
     return table

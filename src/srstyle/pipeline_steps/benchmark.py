@@ -1,5 +1,5 @@
-"""The `benchmark` step: every run x benchmark set (PSNR/SSIM on Y, bicubic first, published beside),
-written as tables and logged as one MLflow run."""
+"""The `benchmark` step: every run x benchmark set (PSNR/SSIM on Y, NIQE, vgg_distance; bicubic first, published
+numbers beside), written as tables and logged as one MLflow run."""
 
 from __future__ import annotations
 
@@ -23,7 +23,13 @@ def run_benchmarks(params: Params, root: Path) -> list[dict]:
         prepare_benchmark(name, sets_dir, paths.downloads, local_dir=cfg.local.get(name),
                           embedded_from=paths.raw / "val", max_pixels=params.validate_.max_pixels)
     runs = {run: paths.model_dir(run) / "model.pt" for run in params.runs}
-    rows = benchmark_rows(runs, sets_dir, cfg.datasets, cfg.degradation, params.validate_.max_pixels)
+    vgg = None
+    if cfg.perceptual:
+        from .sr import perceptual_net
+
+        vgg = perceptual_net(params)
+    rows = benchmark_rows(runs, sets_dir, cfg.datasets, cfg.degradation, params.validate_.max_pixels,
+                          perceptual=cfg.perceptual, vgg=vgg, vgg_crop=cfg.vgg_crop)
     write_json(metrics_table(rows), out / "table.json")
     write_json(rows, out / "rows.json")
     text = markdown(rows)
@@ -45,6 +51,6 @@ def log_benchmark(params: Params, root: Path, rows: list[dict], table_md: Path) 
                           tags={"task": "benchmark", "degradation": params.benchmark.degradation}) as run:
         for r in rows:
             prefix = f"{r['dataset']}_x{r['scale']}_{r['model']}"
-            mlflow.log_metrics({f"{prefix}_psnr": r["psnr"], f"{prefix}_ssim": r["ssim"]})
+            mlflow.log_metrics({f"{prefix}_{k}": r[k] for k in ("psnr", "ssim", "niqe", "vgg_distance") if k in r})
         mlflow.log_artifact(str(table_md))
     return run.info.run_id

@@ -13,19 +13,31 @@ from ..tracking import resume_run
 log = logging.getLogger(__name__)
 
 
+def perceptual_net(params: Params):
+    """The VGG of ``vgg_distance``, with the weights of the ``perceptual`` block (the SRGAN content loss's)."""
+    from ..evaluate.perceptual import VGGDistance
+
+    return VGGDistance(params.perceptual.weights, params.perceptual.allow_random_init)
+
+
 def evaluate_run(params: Params, root: Path, run: str) -> dict:
-    """PSNR/SSIM on Y of the model and bicubic, with pictures; logged into the run's training MLflow run."""
+    """PSNR/SSIM on Y, NIQE and vgg_distance of the model and bicubic, with pictures; logged into the run's
+    training MLflow run."""
     from ..evaluate.sr import evaluate_sr
     from ..inference import load_sr_model
 
     paths = DataPaths(root)
-    model_dir, out = paths.model_dir(run), paths.eval_dir(run)
+    model_dir, out, cfg = paths.model_dir(run), paths.eval_dir(run), params.evaluate
+    vgg = perceptual_net(params) if cfg.perceptual else None
     metrics = evaluate_sr(load_sr_model(model_dir / "model.pt"), paths.validated, paths.raw, out,
-                          crop=params.evaluate.crop_size, max_pixels=params.validate_.max_pixels)
+                          crop=cfg.crop_size, max_pixels=params.validate_.max_pixels,
+                          perceptual=cfg.perceptual, vgg=vgg, vgg_crop=cfg.vgg_crop)
     with resume_run(model_dir, params.tracking, root):
         import mlflow
 
         mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items() if isinstance(v, float)})
+        if vgg is not None:
+            mlflow.set_tag("vgg_distance_backbone", vgg.description)
         for f in ("metrics.json", "per_image.csv", "comparison.png"):
             mlflow.log_artifact(str(out / f), artifact_path="evaluation")
     log.info("%s: %s", run, metrics)
@@ -70,10 +82,13 @@ def export_run(params: Params, root: Path, run: str) -> dict:
 
 
 def summary_table(summary: dict[str, dict]) -> str:
-    lines = ["| run | scale | PSNR | SSIM | bicubic PSNR | bicubic SSIM | gain (dB) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| run | scale | PSNR | SSIM | bicubic PSNR | bicubic SSIM | gain (dB) | NIQE | bicubic NIQE "
+             "| VGG dist. | bicubic VGG dist. |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    fmt = lambda m, k: "-" if m.get(k) is None else f"{m[k]:.4f}"  # noqa: E731 - absent when perceptual is off
     for run, m in summary.items():
         lines.append(f"| {run} | x{m['scale']} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['bicubic_psnr']:.2f} | "
-                     f"{m['bicubic_ssim']:.4f} | {m['psnr_gain']:+.2f} |")
+                     f"{m['bicubic_ssim']:.4f} | {m['psnr_gain']:+.2f} | {fmt(m, 'niqe')} | {fmt(m, 'bicubic_niqe')} "
+                     f"| {fmt(m, 'vgg_distance')} | {fmt(m, 'bicubic_vgg_distance')} |")
     return "\n".join(lines) + "\n"
 
 

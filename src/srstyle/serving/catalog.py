@@ -8,7 +8,9 @@ Sources, first match wins:
   ``transformer.onnx`` beside it). ``<x>.int8.onnx`` is the int8 variant of ``<x>.onnx``, used when
   ``engine.precision`` is int8. ``catalog.json`` (written by ``srstyle export-champions``) adds versions.
 * the MLflow registry: the ``champion`` of every ``sr-x<scale>`` and ``style-*`` registered model
-  (``MLFLOW_TRACKING_URI``, else the project's store from params.yaml ``tracking:``).
+  (``MLFLOW_TRACKING_URI``, else the project's store from params.yaml ``tracking:``), and the ``perceptual``
+  choice of an ``sr-x<scale>`` where one is set, served as ``sr-x<scale>@perceptual`` (a folder holds it as
+  ``sr-x<scale>@perceptual.onnx``); ``sr-x<scale>`` stays the default of its scale.
 
 Nothing found is not an error: the service starts and reports not-ready. A file that does not load is
 reported (``/models`` ``errors``) and skipped; it never takes the service down.
@@ -66,7 +68,8 @@ class Catalog:
 
     def default_sr(self, scale: int) -> ServedModel | None:
         matches = [m for m in self.of_kind("sr").values() if m.scale == scale]
-        return next((m for m in matches if m.name.startswith("sr-x")), matches[0] if matches else None)
+        return next((m for m in matches if m.name == f"sr-x{scale}"),
+                    next((m for m in matches if m.name.startswith("sr-x")), matches[0] if matches else None))
 
     def describe(self) -> dict:
         return {"ready": self.ready, "models": {k: m.describe() for k, m in self.models.items()},
@@ -147,7 +150,7 @@ def _from_registry(engine, precision: str) -> Catalog:
     import mlflow
 
     from ..config import ConfigError, TrackingConfig, load_params
-    from ..model_registry import champion_files, champion_names, download_champion
+    from ..model_registry import CHAMPION, PERCEPTUAL, _alias, champion_files, champion_names, download_champion
     from ..paths import project_root
     from ..tracking import tracking_uri
 
@@ -170,27 +173,30 @@ def _from_registry(engine, precision: str) -> Catalog:
     except Exception as exc:  # noqa: BLE001
         catalog.errors.append(f"MLflow registry unavailable: {exc}")
         return catalog
-    for name in names:
+    jobs = [(n, CHAMPION) for n in names] + [(n, PERCEPTUAL) for n in names
+                                             if n.startswith("sr-x") and _alias(n, PERCEPTUAL) is not None]
+    for name, alias in jobs:
+        served_name = name if alias == CHAMPION else f"{name}@{alias}"
         # onnxruntime reads the file at session creation: the download is deleted right after loading.
         with tempfile.TemporaryDirectory(prefix="srstyle-serve-") as tmp:
             try:
-                folder, mv = download_champion(name, Path(tmp))
+                folder, mv = download_champion(name, Path(tmp), alias)
                 files = champion_files(folder)
                 main = files["main"]
                 int8 = next((p for n, p in files.items() if n.endswith(INT8_SUFFIX)), None)
                 served = load_file(main, engine, name=name, precision=precision, int8_path=int8,
                                    transformer=next((p for n, p in files.items() if n.endswith("transformer.onnx")), None))
             except Exception as exc:  # noqa: BLE001 - one bad version must not take the service down
-                catalog.errors.append(f"{name}@champion: {exc}")
+                catalog.errors.append(f"{name}@{alias}: {exc}")
                 continue
         if served is None:
-            catalog.errors.append(f"{name}@champion: a transformer graph without its meta network")
+            catalog.errors.append(f"{name}@{alias}: a transformer graph without its meta network")
             continue
-        served.source = f"models:/{name}@champion"
+        served.source = f"models:/{name}@{alias}"
         served.version = str(mv.version)
         served.metrics = {k.removeprefix("metric."): float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
         if served.kind == "sr":
-            served.name = name
+            served.name = served_name
         catalog.models[served.name] = served
     return catalog
 

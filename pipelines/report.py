@@ -29,26 +29,26 @@ def style_section(root: Path, styles: list[str], ui_url: str | None, timing_size
     onnx = _read(root / STYLE_DIR / "export_style_onnx.json")
     records = style_runs(root, styles)
     ms = f"ms/image ({timing_size}²)" if timing_size else "ms/image"
-    lines = ["", "## Style transfer (held-out content photos; Gram style loss, lower is better)", "",
-             f"| model | style loss / baseline | baseline | style loss / Gatys | SSIM to content | {ms} "
-             "| ONNX max diff (0-255) | train steps | MLflow run |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["", "## Style transfer (held-out content photos; Gram style and content loss over a Gatys "
+             "optimisation's on the same pair: 1 = as optimisation, lower is better)", "",
+             f"| model | style loss / Gatys | content loss / Gatys | dark-blob pixels (worst) | "
+             f"energy < 4 px / photo's (worst) | SSIM to content | {ms} | ONNX max diff (0-255) | train steps | MLflow run |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     uris = set()
-    rows = [(f"fast:{style}", f"fast_{style}_style_loss_ratio_to_untrained", "untrained net",
-             f"fast_{style}_style_loss_over_gatys", f"fast_{style}_ssim_to_content", f"fast_{style}_ms_512",
-             f"fast_{style}_max_abs_diff_255", STYLE_DIR / "models/fast" / style) for style in styles]
-    rows.append(("meta (held-out paintings)", "meta_held_out_style_loss_ratio_to_unstyled", "unstyled content",
-                 "meta_held_out_style_loss_over_gatys", "meta_held_out_ssim_to_content", "meta_ms_512",
-                 "meta_max_abs_diff_255", STYLE_DIR / "models/meta"))
-    for name, ratio, baseline, gatys, ssim, speed, diff, model_dir in rows:
+    rows = [(f"fast:{style}", f"fast_{style}", f"fast_{style}_ms_512", f"fast_{style}_max_abs_diff_255",
+             STYLE_DIR / "models/fast" / style) for style in styles]
+    rows += [("meta (held-out paintings)", "meta_held_out", "meta_ms_512", "meta_max_abs_diff_255", STYLE_DIR / "models/meta"),
+             ("meta (training paintings)", "meta_train", "meta_ms_512", "meta_max_abs_diff_255", STYLE_DIR / "models/meta")]
+    for name, prefix, speed, diff, model_dir in rows:
         t = _read(root / model_dir / "train_metrics.json")
         record = records["meta" if name.startswith("meta") else name]
         uris.add(record.get("tracking_uri", "?"))
-        lines.append(f"| {name} | {_num(m.get(ratio), '.4f')} | {baseline} | {_num(m.get(gatys), '.3f')} | "
-                     f"{_num(m.get(ssim), '.4f')} | {_num(m.get(speed), '.1f')} | {_num(onnx.get(diff), '.2g')} | "
+        lines.append(f"| {name} | {_num(m.get(f'{prefix}_style_loss_over_gatys'), '.3f')} | "
+                     f"{_num(m.get(f'{prefix}_content_loss_over_gatys'), '.3f')} | "
+                     f"{_num(m.get(f'{prefix}_max_dark_blob_fraction'), '.2%')} | "
+                     f"{_num(m.get(f'{prefix}_max_high_freq_ratio'), '.2f')} | {_num(m.get(f'{prefix}_ssim_to_content'), '.4f')} | "
+                     f"{_num(m.get(speed), '.1f')} | {_num(onnx.get(diff), '.2g')} | "
                      f"{t.get('steps', '-')} | {run_link_markdown(record, ui_url)} |")
-    lines.append(f"| meta (training paintings) | {_num(m.get('meta_train_style_loss_ratio_to_unstyled'), '.4f')} | "
-                 f"unstyled content | - | {_num(m.get('meta_train_ssim_to_content'), '.4f')} | | | | |")
     lines += ["", f"Gatys reference: max relative loss increase during optimisation "
                   f"{_num(m.get('gatys_max_relative_loss_increase'), '.3g')} (0 = the loss never went up), "
                   f"{_num(m.get('gatys_seconds_per_image'), '.2f')} s per image."]

@@ -146,6 +146,7 @@ def test_style_chain_trains_evaluates_exports_and_reports(flow_run):
     # held-out paintings ~0.94 with the merged trainer skeleton after 3 steps)
     assert 0 < m["fast_starry_night_style_loss_ratio_to_untrained"] < 0.9
     assert 0 < m["meta_held_out_style_loss_ratio_to_unstyled"] < 1.0
+    assert m["fast_starry_night_style_loss_over_gatys"] > 0 and m["meta_train_style_loss_over_gatys"] > 0
     assert m["gatys_max_relative_loss_increase"] <= 1e-6
     # what the stage wrote is what it logged to MLflow (a second, independent record)
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns.db'}")
@@ -166,11 +167,14 @@ def test_style_chain_trains_evaluates_exports_and_reports(flow_run):
     assert fast_run.data.params["style"] == "starry_night" and fast_run.data.params["fast.steps"] == "4"
     assert _mlflow_run(root, runs["meta"]).info.status == "FINISHED"
     fast = next(line for line in report.splitlines() if line.startswith("| fast:starry_night |"))
-    assert f"| {m['fast_starry_night_style_loss_ratio_to_untrained']:.4f} | untrained net |" in fast
-    assert f"| {m['fast_starry_night_style_loss_over_gatys']:.3f} |" in fast
+    assert fast.startswith(f"| fast:starry_night | {m['fast_starry_night_style_loss_over_gatys']:.3f} | "
+                           f"{m['fast_starry_night_content_loss_over_gatys']:.3f} |")
+    assert "untrained" not in report and "unstyled" not in report
     assert f"| 4 | `runs:/{runs['fast:starry_night']}` |" in fast
     meta = next(line for line in report.splitlines() if line.startswith("| meta (held-out paintings) |"))
-    assert f"| {m['meta_held_out_style_loss_ratio_to_unstyled']:.4f} | unstyled content |" in meta
+    assert meta.startswith(f"| meta (held-out paintings) | {m['meta_held_out_style_loss_over_gatys']:.3f} |")
+    meta_train = next(line for line in report.splitlines() if line.startswith("| meta (training paintings) |"))
+    assert meta_train.startswith(f"| meta (training paintings) | {m['meta_train_style_loss_over_gatys']:.3f} |")
     assert f"| 3 | `runs:/{runs['meta']}` |" in meta
     assert "ms/image (32²)" in report and "| train_meta | ran |" in report
 

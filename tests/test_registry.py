@@ -131,7 +131,7 @@ def test_promote_style_registers_each_fast_style_lower_ratio_wins(store, tmp_pat
     export_fast(style_net(), paths.onnx_dir / f"fast_{style}.onnx", atol=2e-3, metadata={"style": style})
     paths.fast_model_dir(style).mkdir(parents=True)
     paths.eval_dir.mkdir(parents=True)
-    metric = f"fast_{style}_style_loss_ratio_to_untrained"
+    metric = f"fast_{style}_style_loss_over_gatys"
     client = mlflow.MlflowClient()
     for ratio, expected in ((0.40, "first champion"), (0.45, "kept champion"), (0.20, "promoted")):
         run_id, _ = store()

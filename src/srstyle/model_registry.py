@@ -3,11 +3,11 @@
 Registered models (one per thing a user asks the service for):
 
 * ``sr-x<scale>``: SR models, compared on validation PSNR (higher is better, margin ``promote.margin_db``);
-* ``style-<name>``: one per fast (Johnson) style, compared on ``fast_<name>_style_loss_ratio_to_untrained``
-  of ``evaluate_style`` (the trained net's Gram style loss over an untrained net's on held-out photos:
-  lower is better; the ratio, not the raw loss, so versions trained on other photo sizes stay comparable);
-* ``style-meta``: the meta network, compared on ``meta_held_out_style_loss_ratio_to_unstyled`` (style loss on
-  paintings it never saw over the unstyled photo's: lower is better). Margin ``promote.style_margin``.
+* ``style-<name>``: one per fast (Johnson) style, compared on ``fast_<name>_style_loss_over_gatys`` of
+  ``evaluate_style`` (the net's Gram style loss over a Gatys optimisation's on the same held-out photos: lower
+  is better, 1 = as good as optimisation; a ratio, so versions evaluated on other photo sizes stay comparable);
+* ``style-meta``: the meta network, compared on ``meta_held_out_style_loss_over_gatys`` (the same on paintings
+  it never saw). Margin ``promote.style_margin``.
 
 A version is an MLflow ``onnx`` model logged by promotion into the training run (the file DVC tracks, so
 the registry never points at an artifact a run-cache restore left out), with a signature from the graph's
@@ -365,7 +365,7 @@ def promote_perceptual(name: str, mv, metrics: dict, cfg, ship: bool, why: str) 
 
 def style_metric(kind: str, style: str | None = None) -> str:
     """The evaluate_style metric a style model is compared on (lower is better)."""
-    return f"fast_{style}_style_loss_ratio_to_untrained" if kind == "fast" else "meta_held_out_style_loss_ratio_to_unstyled"
+    return f"fast_{style}_style_loss_over_gatys" if kind == "fast" else "meta_held_out_style_loss_over_gatys"
 
 
 def promote_style(params, style_paths, root, ship: bool | None = None) -> dict:

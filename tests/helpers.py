@@ -233,3 +233,21 @@ def make_flow_project(root: Path, pause: float = 0.0) -> Path:
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
         subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
     return root
+
+
+def untrained_meta_net(backbone, base: int = 4, hidden: int = 8, size: int = 48):
+    """A randomly initialised meta network with its input normalisation set as training sets it (from the
+    statistics of the paintings it knows; here two photos), so its generated weights have a trained net's scale."""
+    import skimage.data
+    import torch
+
+    from srstyle.data.style_data import to_tensor
+    from srstyle.models.style.gatys import resize_to
+    from srstyle.models.style.metanet import META_TAPS, MetaNet, style_statistics
+
+    meta = MetaNet(base=base, hidden=hidden).eval()
+    with torch.no_grad():
+        stats = [style_statistics(backbone(resize_to(to_tensor(img)[None], size)), META_TAPS)
+                 for img in (skimage.data.astronaut(), skimage.data.coffee())]
+    meta.set_input_scale(torch.cat(stats))
+    return meta

@@ -64,12 +64,14 @@ def export_models(out: Path, *, sr=True, rgb=False, style=True, meta=True, sr_na
     if meta:
         from srstyle.export.style_onnx import export_meta
         from srstyle.models.backbones import build_backbone
-        from srstyle.models.style.metanet import META_TAPS, MetaNet
+        from srstyle.models.style.metanet import META_TAPS
+        from tests.helpers import untrained_meta_net
 
         torch.manual_seed(0)
         tmp = out / "_meta"
         tmp.mkdir(exist_ok=True)
-        export_meta(MetaNet(base=4, hidden=8).eval(), build_backbone("vgg16", list(META_TAPS)), tmp, style_size=48, atol=2e-3)
+        backbone = build_backbone("vgg16", list(META_TAPS))
+        export_meta(untrained_meta_net(backbone, size=48), backbone, tmp, style_size=48, atol=2e-3)
         (tmp / "metanet.onnx").rename(out / "style-meta.onnx")
         (tmp / "transformer.onnx").rename(out / "style-meta.transformer.onnx")
         tmp.rmdir()

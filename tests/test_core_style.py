@@ -11,9 +11,10 @@ from srstyle.data.style_data import to_tensor, to_uint8
 from srstyle.export.style_onnx import export_fast, export_meta
 from srstyle.inference import load_style_model
 from srstyle.models.backbones import build_backbone
-from srstyle.models.style.metanet import META_TAPS, MetaNet, style_statistics
+from srstyle.models.style.metanet import META_TAPS, style_statistics
 from srstyle.models.style.transformer_net import TransformerNet
 from srstyle.predict import MetaStylePredictor, ModelLoadError, StylePredictor
+from tests.helpers import untrained_meta_net
 from srstyle.stylize import keep_content_colour
 from srstyle.models.style.gatys import resize_to
 
@@ -51,11 +52,8 @@ def test_fast_style_core_matches_pytorch(tmp_path, content):
 @pytest.mark.slow  # VGG16 backbone + two exports: ~20 s alone, minutes on a loaded machine
 def test_meta_style_core_matches_pytorch(tmp_path, content, painting):
     torch.manual_seed(0)
-    meta = MetaNet(base=8, hidden=16).eval()
     backbone = build_backbone("vgg16", list(META_TAPS))
-    with torch.no_grad():  # as training does: the input normalisation from the paintings it knows
-        meta.set_input_scale(torch.cat([style_statistics(backbone(resize_to(to_tensor(img)[None], 96)), META_TAPS)
-                                        for img in (painting, skimage.data.chelsea())]))
+    meta = untrained_meta_net(backbone, base=8, hidden=16, size=96)
     export_meta(meta, backbone, tmp_path, style_size=96)
     core = MetaStylePredictor.from_onnx(tmp_path / "metanet.onnx")
     assert core.style_size == 96
@@ -97,9 +95,10 @@ def test_trainer_model_pt_runs_through_the_adapter_like_its_onnx_export(tmp_path
     a, b = load_style_model(tmp_path / "fast.pt"), load_style_model(tmp_path / "fast_x.onnx")
     assert isinstance(a, StylePredictor) and a.engine is None and b.engine is not None
     assert np.abs(a.stylize(content).astype(int) - b.stylize(content)).max() <= 1
-    meta = MetaNet(base=4, hidden=8).eval()
+    backbone = build_backbone("vgg16", list(META_TAPS))
+    meta = untrained_meta_net(backbone, size=64)
     save_style_net(tmp_path / "meta.pt", "meta", "metanet", {"base": 4, "hidden": 8}, meta, step=1)
-    export_meta(meta, build_backbone("vgg16", list(META_TAPS)), tmp_path, style_size=64)
+    export_meta(meta, backbone, tmp_path, style_size=64)
     a, b = load_style_model(tmp_path / "meta.pt", style_size=64), load_style_model(tmp_path / "metanet.onnx")
     assert isinstance(a, MetaStylePredictor) and b.style_size == 64
     assert np.abs(a.stylize(content, painting).astype(int) - b.stylize(content, painting)).max() <= 1

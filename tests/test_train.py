@@ -229,6 +229,9 @@ def test_run_record_holds_no_machine_paths(patches, tmp_path, monkeypatch):
     assert str(tmp_path) not in text and "/" not in record["tracking_uri"]
     run = mlflow.get_run(result.run_id)
     assert run.data.tags["srstyle.exported_checkpoint"] == "best" and "loss_spikes" in run.data.metrics
+    metrics = json.loads((tmp_path / "m" / "train_metrics.json").read_text())  # the precision and why, both places
+    assert run.data.params["precision"] == metrics["precision"] in ("fp32", "bf16")
+    assert run.data.params["precision_reason"] == metrics["precision_reason"] and run.data.params["train.precision"] == "auto"
     mlflow.set_tracking_uri(None)
 
 

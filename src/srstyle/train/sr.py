@@ -136,7 +136,9 @@ def _run(trainer: Trainer, params: Params, tracking_root: Path | None, progress:
 
 
 def sr_fingerprint(cfg, kwargs: dict, seed: int, train_store: PatchStore, val_store: PatchStore, *extra) -> str:
-    return fingerprint(cfg.model_dump(exclude={"device", "threads", "checkpoint_every", "log_every"}), kwargs,
+    # precision is left out: the skeleton adds the resolved one (auto and fp32 are the same run on a CPU where
+    # auto picks fp32)
+    return fingerprint(cfg.model_dump(exclude={"device", "threads", "checkpoint_every", "log_every", "precision"}), kwargs,
                        seed, train_store.index, val_store.index["count"], *extra)
 
 
@@ -188,10 +190,7 @@ def supervised_trainer(params: Params, run_name: str, patches_dir: Path, out_dir
         lr = lr.to(device, non_blocking=True, memory_format=torch.channels_last)
         hr = hr.to(device, non_blocking=True, memory_format=torch.channels_last)
         loss = step_loss(model_input(lr, cls.input_kind, scale), hr)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_gradients(model, optimizer, cfg)
-        optimizer.step()
+        state.optimize(loss, optimizer, clip=lambda: clip_gradients(model, optimizer, cfg))
         return {"train_loss": loss.detach()}
 
     return Trainer(

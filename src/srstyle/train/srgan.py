@@ -61,26 +61,18 @@ def srgan_trainer(params: Params, run_name: str, patches_dir: Path, out_dir: Pat
         lr, hr = lr.to(device, memory_format=cl), hr.to(device, memory_format=cl)
         if i < pretrain_end(plan):
             loss = F.mse_loss(generator(lr), hr)
-            g_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_gradients(generator, g_opt, cfg)
-            g_opt.step()
+            state.optimize(loss, g_opt, clip=lambda: clip_gradients(generator, g_opt, cfg))
             return {"train_loss": loss.detach()}
         sr = generator(lr)
         real_logits, fake_logits = discriminator(hr), discriminator(sr.detach())
         d_loss = discriminator_loss(real_logits, fake_logits)
-        d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_opt.step()
+        state.optimize(d_loss, d_opt)
 
         fake_logits = discriminator(sr)
         g_content = content(sr, hr)
         g_adv = generator_adversarial_loss(fake_logits)
         g_loss = g_content + cfg.adversarial_weight * g_adv
-        g_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
-        clip_gradients(generator, g_opt, cfg)
-        g_opt.step()
+        state.optimize(g_loss, g_opt, clip=lambda: clip_gradients(generator, g_opt, cfg))
         with torch.no_grad():
             return {"train_loss": g_loss.detach(), "g_content": g_content.detach(), "g_adversarial": g_adv.detach(),
                     "d_loss": d_loss.detach(), "d_real": torch.sigmoid(real_logits).mean(),

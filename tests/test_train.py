@@ -258,3 +258,33 @@ def test_a_loss_spike_is_counted_once_and_warned_about(caplog):
     row = {"step": 120, "train_loss": float("nan")}
     _watch_spikes(t, state, row, phase=0)
     assert row["loss_spikes"] == 3  # a non-finite loss always counts
+
+
+def _imports(module_file: Path) -> set[str]:
+    """Every module a source file imports, at any depth (function-level imports too), made absolute."""
+    import ast
+
+    package = "srstyle." + ".".join(module_file.relative_to(SRC / "srstyle").with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(module_file.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            mod = f"{base}.{node.module}" if base and node.module else (node.module or base)
+            found.add(mod)
+            found |= {f"{mod}.{a.name}" for a in node.names}
+    return found
+
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def test_no_import_cycles_through_the_sr_trainer():
+    """train/sr.py dispatches to train/srgan.py (never back); evaluate/compare.py imports no trainer."""
+    train = SRC / "srstyle" / "train"
+    assert "srstyle.train.srgan" in _imports(train / "sr.py")
+    for name in ("srgan.py", "sr_common.py"):
+        assert "srstyle.train.sr" not in _imports(train / name), name
+    compare = _imports(SRC / "srstyle" / "evaluate" / "compare.py")
+    assert not [m for m in compare if m.startswith("srstyle.train")], compare

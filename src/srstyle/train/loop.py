@@ -422,9 +422,9 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
     None disables MLflow.
     """
     cfg, ctx, out_dir = t.cfg, t.ctx, t.out_dir
-    t_start = time.perf_counter()
     device = next(t.model.parameters()).device
     choice = _training_precision(getattr(cfg, "precision", "fp32"), device, ctx)
+    t_start = time.perf_counter()  # after auto's once-per-machine measurement: not part of a time budget
     log.info("%s: training precision %s (%s)", t.name, choice.precision, choice.reason)
     if choice.precision != "fp32":  # a checkpoint of one precision never resumes a run of another
         t = dataclasses.replace(t, fingerprint=fingerprint(t.fingerprint, choice.precision))

@@ -24,8 +24,8 @@ from ..losses import content_loss, discriminator_loss, generator_adversarial_los
 from ..models import MODELS, build_model
 from ..models.sr.discriminator import SRGANDiscriminator
 from .loop import Plan, Progress, Trainer, clip_gradients, make_optimizer, seed_everything, select_device
-from .sr import (open_stores, sr_final_logger, sr_fingerprint, sr_logged_params, sr_model_writer,
-                 validation_psnr)
+from .sr_common import (open_stores, sr_final_logger, sr_fingerprint, sr_logged_params, sr_model_writer,
+                        validation_psnr)
 
 log = logging.getLogger(__name__)
 

@@ -288,3 +288,19 @@ def test_no_import_cycles_through_the_sr_trainer():
         assert "srstyle.train.sr" not in _imports(train / name), name
     compare = _imports(SRC / "srstyle" / "evaluate" / "compare.py")
     assert not [m for m in compare if m.startswith("srstyle.train")], compare
+
+
+def test_a_run_sets_its_own_model_options_over_the_architecture_defaults(patches, tmp_path):
+    """edsr_x2 at baseline width beside edsr_x4 at paper width: here two ESPCN x3 runs of different widths."""
+    base = tiny_params(steps=2)
+    raw = base.model_dump(by_alias=True)
+    raw["models"]["espcn"] = {"channels": [8, 4], "activation": "relu"}
+    raw["runs"]["espcn_narrow"] = {"model": "espcn", "scale": 3, "model_options": {"channels": [6, 3]}}
+    params = parse_params(raw)
+    assert params.run("espcn_x3").model_kwargs == {"channels": [8, 4], "activation": "relu"}
+    assert params.run("espcn_narrow").model_kwargs == {"channels": [6, 3], "activation": "relu"}
+    assert "model_options" not in params.run("espcn_narrow").train.model_dump()  # not a training setting
+    train_sr(params, "espcn_narrow", patches, tmp_path / "n", progress=False)
+    payload = torch.load(tmp_path / "n" / "model.pt", weights_only=True)
+    assert payload["kwargs"] == {"channels": [6, 3], "activation": "relu"}
+    assert load_model_file(tmp_path / "n" / "model.pt").body[0].out_channels == 6

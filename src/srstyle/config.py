@@ -164,11 +164,14 @@ class TrainConfig(LoopConfig):
 
 
 class RunSpec(BaseModel):
-    """One entry of ``runs``: which model at which scale, plus any TrainConfig overrides."""
+    """One entry of ``runs``: which model at which scale, its own network options over ``models.<model>``
+    (``model_options``, e.g. edsr_x2 at baseline width beside edsr_x4 at paper width), plus any TrainConfig
+    overrides."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     model: str
     scale: int = Field(ge=2)
+    model_options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("model")
     @classmethod
@@ -458,13 +461,14 @@ class Params(_Strict):
             raise ConfigError(f"runs.{name}: no such run in params.yaml; defined runs: {sorted(self.runs)}")
         spec = self.runs[name]
         overrides = dict(spec.model_extra or {})
+        kwargs = {**self.models.get(spec.model, {}), **spec.model_options}
         merged = {**self.train.model_dump(), **self.recipes.get(spec.model, {}), **overrides}
         try:
             train = TrainConfig.model_validate(merged)
         except ValidationError as exc:
             where = f"runs.{name} / recipes.{spec.model} / train"
             raise ConfigError(_format_error(exc, Path(where))) from None
-        return Run(name=name, model=spec.model, scale=spec.scale, train=train)
+        return Run(name=name, model=spec.model, scale=spec.scale, train=train, model_kwargs=kwargs)
 
 
 class Run(BaseModel):
@@ -475,6 +479,7 @@ class Run(BaseModel):
     model: str
     scale: int
     train: TrainConfig
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)  # models.<model> <- runs.<name>.model_options
 
 
 def _format_error(exc: ValidationError, path: Path) -> str:

@@ -81,7 +81,7 @@ def supervised_trainer(params: Params, run_name: str, patches_dir: Path, out_dir
     run_cfg = params.run(run_name)
     cfg, name, scale = run_cfg.train, run_cfg.model, run_cfg.scale
     cls = MODELS.get(name)
-    kwargs = params.model_kwargs(name)
+    kwargs = run_cfg.model_kwargs
     train_store, val_store = open_stores(patches_dir, cls.color, scale)
     device = ctx.device
 

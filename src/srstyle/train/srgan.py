@@ -38,7 +38,7 @@ def srgan_trainer(params: Params, run_name: str, patches_dir: Path, out_dir: Pat
     cfg = run_cfg.train.model_copy(update={"steps": run_cfg.train.pretrain_steps + run_cfg.train.steps})
     name, scale = run_cfg.model, run_cfg.scale
     cls = MODELS.get(name)
-    kwargs = params.model_kwargs(name)
+    kwargs = run_cfg.model_kwargs
     train_store, val_store = open_stores(patches_dir, cls.color, scale)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -9,7 +9,9 @@ training reads them with ``mmap_mode="r"``, so nothing is decoded inside the tra
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -24,9 +26,30 @@ from ..config import PatchesConfig
 from ..io import load_rgb, read_json, write_json
 from ..resize import downscale_rgb, modcrop
 
+log = logging.getLogger(__name__)
+
+# Disk left free after a store is written: the DVC cache, MLflow and checkpoints need room too.
+DISK_RESERVE_BYTES = 1 << 30
+
 
 def store_name(mode: str, scale: int) -> str:
     return f"{mode}_x{scale}"
+
+
+def store_bytes(count: int, hr_size: int, lr_size: int, mode: str) -> int:
+    """Bytes of a store of ``count`` patch pairs (uint8 HR + LR, plus the int32 origin of each)."""
+    channels = 1 if mode == "y" else 3
+    return count * ((hr_size * hr_size + lr_size * lr_size) * channels + 3 * 4)
+
+
+def check_disk(folder: Path, need: int, what: str, reserve: int = DISK_RESERVE_BYTES) -> None:
+    """Refuse to start writing ``need`` bytes under ``folder`` when the disk cannot hold them (plus ``reserve``):
+    a store that fills the disk half-way fails late and leaves the disk full for everything else."""
+    free = shutil.disk_usage(folder).free
+    if need + reserve > free:
+        raise OSError(errno.ENOSPC, f"{what} needs {need / 1e9:.2f} GB but {folder} has {free / 1e9:.2f} GB free "
+                                    f"({reserve / 1e9:.1f} GB kept in reserve): free some disk, or make the stores "
+                                    "smaller (patches.stride up, patches.max_per_image, fewer patches.scales/modes)")
 
 
 def _positions(h: int, w: int, size: int, stride: int) -> np.ndarray:
@@ -77,6 +100,11 @@ def build_store(
         raise ValueError(f"no {size}x{size} patch fits in any image for {out_dir.name}; lower patches.hr_size")
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # The sizing pass gave the exact count: check the disk before the first byte (the arrays are sparse
+    # files until written, so the disk would fill only while writing, deep into the stage).
+    need = store_bytes(total, size, lr_size, mode)
+    log.info("%s: %d patches, %.2f GB", out_dir, total, need / 1e9)
+    check_disk(out_dir.parent, need, f"the {out_dir.parent.name}/{out_dir.name} patch store ({total} patches of {size}px)")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         tail = () if mode == "y" else (3,)

@@ -304,3 +304,25 @@ def test_a_run_sets_its_own_model_options_over_the_architecture_defaults(patches
     payload = torch.load(tmp_path / "n" / "model.pt", weights_only=True)
     assert payload["kwargs"] == {"channels": [6, 3], "activation": "relu"}
     assert load_model_file(tmp_path / "n" / "model.pt").body[0].out_channels == 6
+
+
+def test_a_run_trains_on_its_own_patch_size(tmp_path):
+    """runs.<name>.hr_size (EDSR's LR 48 = HR 192 at x4) gets stores of its own; the other runs keep theirs."""
+    from srstyle.config import ConfigError
+    from srstyle.data.datasets import PatchStore
+
+    raw = tiny_params(steps=2).model_dump(by_alias=True)
+    raw["runs"]["espcn_small"] = {"model": "espcn", "scale": 3, "hr_size": 12}
+    params = parse_params(raw)
+    run = params.run("espcn_small")
+    assert run.store("y") == ("y", 3, 12) and params.run("espcn_x3").store("y") == ("y", 3, None)
+    corpus_raw, validated = make_corpus(tmp_path)
+    counts = make_patches(validated, corpus_raw, tmp_path / "patches", params.patches, seed=0, max_pixels=10**7,
+                          progress=False, extra_stores=[run.store("y"), ("y", 3)])
+    assert {"train/y_x3", "train/y_x3_hr12", "val/y_x3_hr12"} <= set(counts)
+    assert PatchStore(tmp_path / "patches" / "train" / "y_x3_hr12").hr.shape[1:] == (12, 12)
+    train_sr(params, "espcn_small", tmp_path / "patches", tmp_path / "m", progress=False)
+    assert (tmp_path / "m" / "model.pt").is_file()
+    raw["runs"]["espcn_small"]["hr_size"] = 13
+    with pytest.raises(ConfigError, match="multiple of the run's scale"):
+        parse_params(raw)

@@ -172,6 +172,14 @@ class RunSpec(BaseModel):
     model: str
     scale: int = Field(ge=2)
     model_options: dict[str, Any] = Field(default_factory=dict)
+    # HR patch side of this run's stores (its paper's: EDSR 192 = LR 48 at x4); None = patches.hr_size.
+    hr_size: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _patch_fits_scale(self) -> "RunSpec":
+        if self.hr_size is not None and self.hr_size % self.scale:
+            raise ValueError(f"hr_size={self.hr_size} must be a multiple of the run's scale {self.scale}")
+        return self
 
     @field_validator("model")
     @classmethod
@@ -468,7 +476,8 @@ class Params(_Strict):
         except ValidationError as exc:
             where = f"runs.{name} / recipes.{spec.model} / train"
             raise ConfigError(_format_error(exc, Path(where))) from None
-        return Run(name=name, model=spec.model, scale=spec.scale, train=train, model_kwargs=kwargs)
+        return Run(name=name, model=spec.model, scale=spec.scale, train=train, model_kwargs=kwargs,
+                   hr_size=spec.hr_size or self.patches.hr_size, own_patches=spec.hr_size not in (None, self.patches.hr_size))
 
 
 class Run(BaseModel):
@@ -480,6 +489,12 @@ class Run(BaseModel):
     scale: int
     train: TrainConfig
     model_kwargs: dict[str, Any] = Field(default_factory=dict)  # models.<model> <- runs.<name>.model_options
+    hr_size: int = 96           # HR patch side of the stores it trains on
+    own_patches: bool = False   # its own hr_size, not patches.hr_size: stores named <mode>_x<scale>_hr<size>
+
+    def store(self, color: str) -> tuple[str, int, int | None]:
+        """(mode, scale, hr_size or None for the default size): the patch store this run trains on."""
+        return color, self.scale, self.hr_size if self.own_patches else None
 
 
 def _format_error(exc: ValidationError, path: Path) -> str:

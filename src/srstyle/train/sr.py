@@ -82,7 +82,7 @@ def supervised_trainer(params: Params, run_name: str, patches_dir: Path, out_dir
     cfg, name, scale = run_cfg.train, run_cfg.model, run_cfg.scale
     cls = MODELS.get(name)
     kwargs = run_cfg.model_kwargs
-    train_store, val_store = open_stores(patches_dir, cls.color, scale)
+    train_store, val_store = open_stores(patches_dir, *run_cfg.store(cls.color))
     device = ctx.device
 
     seed_everything(params.seed)

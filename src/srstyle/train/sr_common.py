@@ -89,8 +89,8 @@ def validation_psnr(model: nn.Module, store: PatchStore, device: torch.device, b
     return 10 * math.log10(255.0**2 / (se / n))
 
 
-def open_stores(patches_dir: Path, color: str, scale: int) -> tuple[PatchStore, PatchStore]:
-    name = store_name(color, scale)
+def open_stores(patches_dir: Path, color: str, scale: int, hr_size: int | None = None) -> tuple[PatchStore, PatchStore]:
+    name = store_name(color, scale, hr_size)
     try:
         return PatchStore(patches_dir / "train" / name), PatchStore(patches_dir / "val" / name)
     except FileNotFoundError as exc:

@@ -39,7 +39,7 @@ def srgan_trainer(params: Params, run_name: str, patches_dir: Path, out_dir: Pat
     name, scale = run_cfg.model, run_cfg.scale
     cls = MODELS.get(name)
     kwargs = run_cfg.model_kwargs
-    train_store, val_store = open_stores(patches_dir, cls.color, scale)
+    train_store, val_store = open_stores(patches_dir, *run_cfg.store(cls.color))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = select_device(cfg.device)

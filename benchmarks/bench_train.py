@@ -251,6 +251,14 @@ def main() -> None:
     dev = args.device
     where = torch.cuda.get_device_name(0) if dev.startswith("cuda") else f"CPU ({cpu_flags()}), {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__} on {where}; load {os.getloadavg()[0]:.2f}", flush=True)
+    if not dev.startswith("cuda"):  # what train.precision=auto measures on this CPU (its probe net)
+        from srstyle.train.precision import BF16_MIN_SPEEDUP, measure_cpu_bf16
+
+        probe = measure_cpu_bf16()
+        nets = "; ".join(f"{k}: fp32 {probe[k]['fp32_steps_per_s']} steps/s, bf16 {probe[k]['bf16_steps_per_s']}, "
+                         f"{probe[k]['speedup']}x" for k in ("espcn", "edsr"))
+        print(f"auto's probe ({nets}): bf16/fp32 {probe['speedup']} (bf16 at >= {BF16_MIN_SPEEDUP}; load "
+              f"{probe['load']} on {probe['cpus']} CPUs)", flush=True)
     if args.quality is not None:
         quality(args.work, dev, args.quality or ["espcn_x3", "edsr_x4"])
         return

@@ -94,12 +94,26 @@ def test_auto_measures_once_per_machine_and_caches_atomically(cache, monkeypatch
     assert precision.resolve_precision("auto", CPU).precision == "bf16" and calls == [1, 1]
 
 
-def test_the_real_probe_measures_both_precisions_and_leaves_the_rng_alone():
+def test_a_measurement_on_a_busy_machine_is_neither_trusted_nor_cached(cache, monkeypatch):
+    busy = lambda: {"speedup": 3.0, "load": 7.5, "cpus": 2}  # noqa: E731 - other jobs on a 2-core machine
+    monkeypatch.setattr(precision.cpu_bf16_measurement, "__defaults__", (busy,))
+    monkeypatch.setattr(precision, "_BUSY", {})
+    choice = precision.resolve_precision("auto", CPU)
+    assert choice.precision == "fp32" and "busy" in choice.reason and "load 7.5" in choice.reason
+    assert not cache.exists()
+    # within one process it is not measured again (a test session, a flow running many trainings)
+    monkeypatch.setattr(precision.cpu_bf16_measurement, "__defaults__", (lambda: pytest.fail("measured twice"),))
+    assert precision.resolve_precision("auto", CPU).precision == "fp32"
+
+
+def test_the_real_probe_measures_both_nets_and_leaves_the_rng_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
     m = precision.measure_cpu_bf16(steps=1, rounds=1)
-    assert m["fp32_steps_per_s"] > 0 and m["bf16_steps_per_s"] > 0 and m["speedup"] > 0
+    for net in ("espcn", "edsr"):
+        assert m[net]["fp32_steps_per_s"] > 0 and m[net]["bf16_steps_per_s"] > 0
+    assert m["speedup"] == min(m["espcn"]["speedup"], m["edsr"]["speedup"]) and m["load"] >= 0
     assert torch.equal(torch.rand(3), expected)
 
 

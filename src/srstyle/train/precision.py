@@ -3,9 +3,11 @@ and loss, fp16 with a gradient scaler. Weights, optimiser state, validation, che
 
 ``auto`` picks bf16 on CUDA GPUs that support it. On a CPU it depends on the chip: with AMX-BF16 bf16 autocast
 made fwd+bwd+Adam 2.4-3.3x faster than fp32, on an AMD EPYC with AVX512-BF16 it was 0.7-1.1x (EDSR slower).
-So ``auto`` measures once per machine (a short timed fwd+bwd+Adam of a small conv net in both precisions),
-caches the result in a small JSON file keyed by CPU model, CPU flags and torch version, and picks bf16 only
-when it is clearly faster (``BF16_MIN_SPEEDUP``). Every choice comes with its reason, which the skeleton logs
+So ``auto`` measures once per machine (a short timed fwd+bwd+Adam of two small nets shaped like the demo's
+ESPCN and EDSR, in both precisions), caches the result in a small JSON file keyed by CPU model, CPU flags,
+torch version and thread count, and picks bf16 only when it is clearly faster for both nets
+(``BF16_MIN_SPEEDUP``). A measurement taken on a busy machine (load above 1.5x its CPUs: timings there were
+seen 2-10x off) is not trusted: fp32, and nothing cached. Every choice comes with its reason, which the skeleton logs
 to MLflow and writes to ``train_metrics.json``.
 """
 
@@ -74,52 +76,77 @@ def _cpuinfo() -> tuple[str, str]:
 
 
 def machine_key() -> str:
-    """CPU model + a hash of its feature flags + torch version: what decides which bf16 kernels run."""
+    """CPU model + a hash of its feature flags + torch version (which bf16 kernels run) + torch threads (the
+    ratio is not the same on one core as on several)."""
     model, flags = _cpuinfo()
     digest = hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:12]
-    return f"{model} | flags {digest} | torch {torch.__version__}"
+    return f"{model} | flags {digest} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
-def _probe_net() -> nn.Module:
-    """A small SR-like net (conv 32 channels, residual blocks, pixel shuffle): the shape of the demo models."""
+class _ResBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def _probe_nets() -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
+    """Two small nets shaped like the demo's SR models, with their batches: an ESPCN (Y, 5x5 64 + 3x3 32
+    channels, x3) and an EDSR (RGB, 32 channels, residual blocks, x2 pixel shuffle)."""
     torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 3 * 4, 3, padding=1), nn.PixelShuffle(2),
-    ).to(memory_format=torch.channels_last)
+    cl = torch.channels_last
+    espcn = nn.Sequential(nn.Conv2d(1, 64, 5, padding=2), nn.ReLU(), nn.Conv2d(64, 32, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(32, 9, 3, padding=1), nn.PixelShuffle(3))
+    edsr = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), _ResBlock(32), _ResBlock(32),
+                         nn.Conv2d(32, 12, 3, padding=1), nn.PixelShuffle(2))
+    return [(espcn.to(memory_format=cl), torch.rand(16, 1, 32, 32).contiguous(memory_format=cl),
+             torch.rand(16, 1, 96, 96).contiguous(memory_format=cl)),
+            (edsr.to(memory_format=cl), torch.rand(16, 3, 24, 24).contiguous(memory_format=cl),
+             torch.rand(16, 3, 48, 48).contiguous(memory_format=cl))]
 
 
-def measure_cpu_bf16(steps: int = 8, rounds: int = 3) -> dict:
-    """fwd+bwd+Adam steps/s of the probe net in fp32 and in bf16 autocast, interleaved rounds, best of each.
+def measure_cpu_bf16(steps: int = 4, rounds: int = 3) -> dict:
+    """fwd+bwd+Adam steps/s of the probe nets in fp32 and in bf16 autocast (interleaved rounds, the best of
+    each); ``speedup`` is the smaller of the two nets' (bf16 must pay off for both kinds of model).
 
     The RNG state is restored afterwards: measuring must not change the training that follows."""
     rng = torch.get_rng_state()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    out = {}
     try:
-        net = _probe_net()
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-        x = torch.rand(16, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-        y = torch.rand(16, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+        for name, (net, x, y) in zip(("espcn", "edsr"), _probe_nets()):
+            opt = torch.optim.Adam(net.parameters(), lr=1e-4)
 
-        def run(bf16: bool, n: int) -> float:
-            t0 = time.perf_counter()
-            for _ in range(n):
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    loss = nn.functional.mse_loss(net(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            return time.perf_counter() - t0
+            def run(bf16: bool, n: int) -> float:
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        loss = nn.functional.mse_loss(net(x), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                return time.perf_counter() - t0
 
-        run(False, 2), run(True, 2)  # first calls pick kernels and allocate
-        best = {"fp32": float("inf"), "bf16": float("inf")}
-        for _ in range(rounds):
-            best["fp32"] = min(best["fp32"], run(False, steps))
-            best["bf16"] = min(best["bf16"], run(True, steps))
+            run(False, 1), run(True, 1)  # first calls pick kernels and allocate
+            best = {"fp32": float("inf"), "bf16": float("inf")}
+            for _ in range(rounds):
+                best["fp32"] = min(best["fp32"], run(False, steps))
+                best["bf16"] = min(best["bf16"], run(True, steps))
+            out[name] = {"fp32_steps_per_s": round(steps / best["fp32"], 2),
+                         "bf16_steps_per_s": round(steps / best["bf16"], 2),
+                         "speedup": round(best["fp32"] / best["bf16"], 3)}
     finally:
         torch.set_rng_state(rng)
-    return {"fp32_steps_per_s": round(steps / best["fp32"], 2), "bf16_steps_per_s": round(steps / best["bf16"], 2),
-            "speedup": round(best["fp32"] / best["bf16"], 3), "threads": torch.get_num_threads(),
-            "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {**out, "speedup": min(v["speedup"] for v in out.values()), "threads": torch.get_num_threads(),
+            "load": round(max(load, os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0), 2),
+            "cpus": os.cpu_count() or 1, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def busy(entry: dict) -> bool:
+    """A measurement taken while the machine ran other work (1-min load above 1.5x its CPUs) is noise."""
+    return float(entry.get("load", 0.0)) > 1.5 * int(entry.get("cpus", os.cpu_count() or 1))
 
 
 def _read_cache(path: Path) -> dict:
@@ -133,13 +160,21 @@ def _read_cache(path: Path) -> dict:
         return {}
 
 
+_BUSY: dict[tuple[Path, str], dict] = {}
+
+
 def cpu_bf16_measurement(measure: Callable[[], dict] = measure_cpu_bf16) -> tuple[dict, bool]:
     """This machine's measurement from the cache, or measured now and cached (atomic write): (entry, cached)."""
     path, key = cache_file(), machine_key()
     entry = _read_cache(path).get(key)
     if isinstance(entry, dict) and "speedup" in entry:
         return entry, True
+    if (path, key) in _BUSY:  # this process measured on a busy machine already: once is enough
+        return _BUSY[(path, key)], False
     entry = measure()
+    if busy(entry):  # not written to the cache: measured again by the next process, on a quieter machine
+        _BUSY[(path, key)] = entry
+        return entry, False
     try:
         cache = _read_cache(path)  # re-read: another process may have added its own machine meanwhile
         cache[key] = entry
@@ -169,6 +204,9 @@ def resolve_precision(requested: str, device: torch.device) -> PrecisionChoice:
         return PrecisionChoice("fp32", f"auto: fp32 on {device.type}")
     entry, cached = cpu_bf16_measurement()
     speedup = float(entry["speedup"])
+    if busy(entry):
+        return PrecisionChoice("fp32", f"auto: the machine was busy (load {entry['load']} on {entry['cpus']} CPUs) "
+                                       f"while measuring bf16 ({speedup:.2f}x fp32, not trusted, not cached): fp32")
     verdict = "bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32"
     how = "cached measurement" if cached else "measured now"
     return PrecisionChoice(verdict, f"auto: bf16 autocast {speedup:.2f}x fp32 on this CPU "

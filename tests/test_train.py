@@ -326,3 +326,19 @@ def test_a_run_trains_on_its_own_patch_size(tmp_path):
     raw["runs"]["espcn_small"]["hr_size"] = 13
     with pytest.raises(ConfigError, match="multiple of the run's scale"):
         parse_params(raw)
+
+
+def test_uint8_batches_become_the_same_floats_on_the_device(patches):
+    """The GPU path copies uint8 patches and converts them there: the floats equal the CPU path's, Y and RGB."""
+    import numpy as np
+
+    from srstyle.data.datasets import PatchStore
+
+    store = PatchStore(patches / "train" / "y_x3")
+    idx = np.array([0, 3, 1])
+    for a, ref in zip(store._gather(idx, None), store.batch(idx)):
+        got = PatchStore._uint8_to(a, torch.device("cpu"), torch.channels_last)
+        assert got.shape == ref.shape and got.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(got, ref)
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    assert torch.equal(PatchStore._uint8_to(rgb, torch.device("cpu"), torch.channels_last), PatchStore._to_tensor(rgb))

@@ -97,9 +97,7 @@ def supervised_trainer(params: Params, run_name: str, patches_dir: Path, out_dir
         indices = state.sampler.next_indices()  # the global batch, drawn identically on every rank
         if ctx.enabled:
             indices = indices[ctx.shard(len(indices))]
-        lr, hr = train_store.batch(indices, state.augment if cfg.augment else None)
-        lr = lr.to(device, non_blocking=True, memory_format=torch.channels_last)
-        hr = hr.to(device, non_blocking=True, memory_format=torch.channels_last)
+        lr, hr = train_store.batch_to(indices, state.augment if cfg.augment else None, device)
         loss = step_loss(model_input(lr, cls.input_kind, scale), hr)
         state.optimize(loss, optimizer, clip=lambda: clip_gradients(model, optimizer, cfg))
         return {"train_loss": loss.detach()}

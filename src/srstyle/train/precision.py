@@ -209,8 +209,10 @@ def resolve_precision(requested: str, device: torch.device) -> PrecisionChoice:
                                        f"while measuring bf16 ({speedup:.2f}x fp32, not trusted, not cached): fp32")
     verdict = "bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32"
     how = "cached measurement" if cached else "measured now"
+    log.info("bf16 on this CPU: %s (%s, %s)", entry, how, cache_file())
+    # the reason goes into train_metrics.json (a DVC output): no path of this machine in it
     return PrecisionChoice(verdict, f"auto: bf16 autocast {speedup:.2f}x fp32 on this CPU "
-                                    f"({'>=' if verdict == 'bf16' else '<'} {BF16_MIN_SPEEDUP}x; {how}, {cache_file()})")
+                                    f"({'>=' if verdict == 'bf16' else '<'} {BF16_MIN_SPEEDUP}x; {how})")
 
 
 # --- the step at that precision --------------------------------------------------------------------------

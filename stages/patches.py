@@ -12,7 +12,8 @@ if __name__ == "__main__":
     setup_logging()
     params = load_params()
     paths = DataPaths(project_root())
-    needed = [(MODELS.get(r.model).color, r.scale) for r in params.runs.values()]
+    needed = [params.run(name).store(MODELS.get(r.model).color) for name, r in params.runs.items()]
+    needed += [(color, scale) for color, scale, _ in needed]  # default size too: int8 calibration reads it
     counts = make_patches(paths.validated, paths.raw, paths.patches, params.patches, params.seed,
                           params.validate_.max_pixels, extra_stores=needed, formats=params.validate_.allowed_formats)
     logging.getLogger("patches").info("patch stores: %s", counts)

@@ -25,7 +25,8 @@ PARAMS = {
     "patches": {"scales": [3], "hr_size": 24, "stride": 12},
     "runs": {"espcn_x3": {"model": "espcn", "scale": 3}},
     "train": {"steps": 12, "batch_size": 8, "lr": 2e-3, "lr_milestones": [8], "checkpoint_every": 4,
-              "val_every": 6, "log_every": 3, "threads": 1, "device": "cpu"},
+              "val_every": 6, "log_every": 3, "threads": 1, "device": "cpu",
+              "precision": "fp32"},  # TOL is float32's: auto may pick bf16 on a CPU that runs it fast
     "models": {"espcn": {"channels": [8, 4]}},
     "tracking": {"experiment": "ddp"},
 }

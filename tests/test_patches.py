@@ -81,3 +81,27 @@ def test_sampler_state_round_trip():
     b.load_state(state)
     for e in expected:
         np.testing.assert_array_equal(b.next_indices(), e)
+
+
+def test_a_store_the_disk_cannot_hold_is_refused_before_writing(corpus, tmp_path, monkeypatch):
+    """The exact size is known after the sizing pass: a store larger than the free disk fails before its first
+    byte, naming the store, the sizes and what to change; the byte count is the arrays' real size."""
+    import shutil
+    from collections import namedtuple
+
+    from srstyle.data import patches
+
+    raw, validated = corpus
+    cfg = PatchesConfig(scales=[3], modes=["rgb"], hr_size=24, stride=12)
+    make_patches(validated, raw, tmp_path / "ok", cfg, seed=0, max_pixels=10**7, progress=False)
+    folder = tmp_path / "ok" / "train" / "rgb_x3"
+    real = sum((folder / f).stat().st_size for f in ("hr.npy", "lr.npy", "origin.npy"))
+    count = PatchStore(folder).index["count"]
+    assert 0 <= real - patches.store_bytes(count, 24, 8, "rgb") <= 3 * 128  # only the three .npy headers beyond it
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 10**6, 10**6))  # 1 MB free
+    with pytest.raises(OSError, match=r"train/rgb_x3 patch store .* needs .* GB .* free") as err:
+        make_patches(validated, raw, tmp_path / "full", cfg, seed=0, max_pixels=10**7, progress=False)
+    assert "patches.stride" in str(err.value)
+    assert not (tmp_path / "full" / "train").exists() or not any((tmp_path / "full" / "train").iterdir())

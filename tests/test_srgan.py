@@ -39,6 +39,10 @@ def test_srgan_trains_logs_the_game_and_resumes_exactly(patches, tmp_path):
     straight = train_sr(params, "srgan_x2", patches, tmp_path / "a", progress=False)
     assert straight.steps == 8
     rows = list(csv.DictReader(open(tmp_path / "a" / "curve.csv")))
+    # model.pt is picked by the validation content loss: named as such; the PSNR beside it is that step's PSNR
+    best = min((r for r in rows if r["val_content"] and int(r["step"]) > 4), key=lambda r: float(r["val_content"]))
+    assert straight.monitor == "val_content" and straight.best_value == pytest.approx(float(best["val_content"]))
+    assert straight.best_val_psnr == pytest.approx(float(best["val_psnr"])) != straight.best_value
     gan_rows = [r for r in rows if int(r["step"]) > 4]
     assert gan_rows and all(r["d_real"] and r["d_fake"] and r["g_adversarial"] and r["d_loss"] for r in gan_rows)
     assert all(0 <= float(r["d_real"]) <= 1 and 0 <= float(r["d_fake"]) <= 1 for r in gan_rows)

@@ -229,6 +229,9 @@ def test_run_record_holds_no_machine_paths(patches, tmp_path, monkeypatch):
     assert str(tmp_path) not in text and "/" not in record["tracking_uri"]
     run = mlflow.get_run(result.run_id)
     assert run.data.tags["srstyle.exported_checkpoint"] == "best" and "loss_spikes" in run.data.metrics
+    metrics = json.loads((tmp_path / "m" / "train_metrics.json").read_text())  # the precision and why, both places
+    assert run.data.params["precision"] == metrics["precision"] in ("fp32", "bf16")
+    assert run.data.params["precision_reason"] == metrics["precision_reason"] and run.data.params["train.precision"] == "auto"
     mlflow.set_tracking_uri(None)
 
 
@@ -255,3 +258,87 @@ def test_a_loss_spike_is_counted_once_and_warned_about(caplog):
     row = {"step": 120, "train_loss": float("nan")}
     _watch_spikes(t, state, row, phase=0)
     assert row["loss_spikes"] == 3  # a non-finite loss always counts
+
+
+def _imports(module_file: Path) -> set[str]:
+    """Every module a source file imports, at any depth (function-level imports too), made absolute."""
+    import ast
+
+    package = "srstyle." + ".".join(module_file.relative_to(SRC / "srstyle").with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(module_file.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            mod = f"{base}.{node.module}" if base and node.module else (node.module or base)
+            found.add(mod)
+            found |= {f"{mod}.{a.name}" for a in node.names}
+    return found
+
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def test_no_import_cycles_through_the_sr_trainer():
+    """train/sr.py dispatches to train/srgan.py (never back); evaluate/compare.py imports no trainer."""
+    train = SRC / "srstyle" / "train"
+    assert "srstyle.train.srgan" in _imports(train / "sr.py")
+    for name in ("srgan.py", "sr_common.py"):
+        assert "srstyle.train.sr" not in _imports(train / name), name
+    compare = _imports(SRC / "srstyle" / "evaluate" / "compare.py")
+    assert not [m for m in compare if m.startswith("srstyle.train")], compare
+
+
+def test_a_run_sets_its_own_model_options_over_the_architecture_defaults(patches, tmp_path):
+    """edsr_x2 at baseline width beside edsr_x4 at paper width: here two ESPCN x3 runs of different widths."""
+    base = tiny_params(steps=2)
+    raw = base.model_dump(by_alias=True)
+    raw["models"]["espcn"] = {"channels": [8, 4], "activation": "relu"}
+    raw["runs"]["espcn_narrow"] = {"model": "espcn", "scale": 3, "model_options": {"channels": [6, 3]}}
+    params = parse_params(raw)
+    assert params.run("espcn_x3").model_kwargs == {"channels": [8, 4], "activation": "relu"}
+    assert params.run("espcn_narrow").model_kwargs == {"channels": [6, 3], "activation": "relu"}
+    assert "model_options" not in params.run("espcn_narrow").train.model_dump()  # not a training setting
+    train_sr(params, "espcn_narrow", patches, tmp_path / "n", progress=False)
+    payload = torch.load(tmp_path / "n" / "model.pt", weights_only=True)
+    assert payload["kwargs"] == {"channels": [6, 3], "activation": "relu"}
+    assert load_model_file(tmp_path / "n" / "model.pt").body[0].out_channels == 6
+
+
+def test_a_run_trains_on_its_own_patch_size(tmp_path):
+    """runs.<name>.hr_size (EDSR's LR 48 = HR 192 at x4) gets stores of its own; the other runs keep theirs."""
+    from srstyle.config import ConfigError
+    from srstyle.data.datasets import PatchStore
+
+    raw = tiny_params(steps=2).model_dump(by_alias=True)
+    raw["runs"]["espcn_small"] = {"model": "espcn", "scale": 3, "hr_size": 12}
+    params = parse_params(raw)
+    run = params.run("espcn_small")
+    assert run.store("y") == ("y", 3, 12) and params.run("espcn_x3").store("y") == ("y", 3, None)
+    corpus_raw, validated = make_corpus(tmp_path)
+    counts = make_patches(validated, corpus_raw, tmp_path / "patches", params.patches, seed=0, max_pixels=10**7,
+                          progress=False, extra_stores=[run.store("y"), ("y", 3)])
+    assert {"train/y_x3", "train/y_x3_hr12", "val/y_x3_hr12"} <= set(counts)
+    assert PatchStore(tmp_path / "patches" / "train" / "y_x3_hr12").hr.shape[1:] == (12, 12)
+    train_sr(params, "espcn_small", tmp_path / "patches", tmp_path / "m", progress=False)
+    assert (tmp_path / "m" / "model.pt").is_file()
+    raw["runs"]["espcn_small"]["hr_size"] = 13
+    with pytest.raises(ConfigError, match="multiple of the run's scale"):
+        parse_params(raw)
+
+
+def test_uint8_batches_become_the_same_floats_on_the_device(patches):
+    """The GPU path copies uint8 patches and converts them there: the floats equal the CPU path's, Y and RGB."""
+    import numpy as np
+
+    from srstyle.data.datasets import PatchStore
+
+    store = PatchStore(patches / "train" / "y_x3")
+    idx = np.array([0, 3, 1])
+    for a, ref in zip(store._gather(idx, None), store.batch(idx)):
+        got = PatchStore._uint8_to(a, torch.device("cpu"), torch.channels_last)
+        assert got.shape == ref.shape and got.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(got, ref)
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    assert torch.equal(PatchStore._uint8_to(rgb, torch.device("cpu"), torch.channels_last), PatchStore._to_tensor(rgb))

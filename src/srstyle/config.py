@@ -135,6 +135,11 @@ class LoopConfig(_Strict):
     log_every: int = Field(50, gt=0)
     device: str = "auto"
     threads: int = Field(0, ge=0)
+    # Autocast of each step's forward pass and loss: fp32 (none), bf16, fp16 (with a gradient scaler), or
+    # auto: bf16 on CUDA GPUs that have it; on a CPU bf16 only where a once-per-machine measurement finds it
+    # clearly faster (AMX: 2-3x; AVX512-BF16 on AMD EPYC: slower for EDSR), else fp32. Weights, optimiser
+    # state, validation, checkpoints and exports stay fp32 (srstyle.train.precision).
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
 
 class TrainConfig(LoopConfig):
@@ -159,11 +164,22 @@ class TrainConfig(LoopConfig):
 
 
 class RunSpec(BaseModel):
-    """One entry of ``runs``: which model at which scale, plus any TrainConfig overrides."""
+    """One entry of ``runs``: which model at which scale, its own network options over ``models.<model>``
+    (``model_options``, e.g. edsr_x2 at baseline width beside edsr_x4 at paper width), plus any TrainConfig
+    overrides."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     model: str
     scale: int = Field(ge=2)
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    # HR patch side of this run's stores (its paper's: EDSR 192 = LR 48 at x4); None = patches.hr_size.
+    hr_size: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _patch_fits_scale(self) -> "RunSpec":
+        if self.hr_size is not None and self.hr_size % self.scale:
+            raise ValueError(f"hr_size={self.hr_size} must be a multiple of the run's scale {self.scale}")
+        return self
 
     @field_validator("model")
     @classmethod
@@ -489,13 +505,15 @@ class Params(_Strict):
             raise ConfigError(f"runs.{name}: no such run in params.yaml; defined runs: {sorted(self.runs)}")
         spec = self.runs[name]
         overrides = dict(spec.model_extra or {})
+        kwargs = {**self.models.get(spec.model, {}), **spec.model_options}
         merged = {**self.train.model_dump(), **self.recipes.get(spec.model, {}), **overrides}
         try:
             train = TrainConfig.model_validate(merged)
         except ValidationError as exc:
             where = f"runs.{name} / recipes.{spec.model} / train"
             raise ConfigError(_format_error(exc, Path(where))) from None
-        return Run(name=name, model=spec.model, scale=spec.scale, train=train)
+        return Run(name=name, model=spec.model, scale=spec.scale, train=train, model_kwargs=kwargs,
+                   hr_size=spec.hr_size or self.patches.hr_size, own_patches=spec.hr_size not in (None, self.patches.hr_size))
 
 
 class Run(BaseModel):
@@ -506,6 +524,13 @@ class Run(BaseModel):
     model: str
     scale: int
     train: TrainConfig
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)  # models.<model> <- runs.<name>.model_options
+    hr_size: int = 96           # HR patch side of the stores it trains on
+    own_patches: bool = False   # its own hr_size, not patches.hr_size: stores named <mode>_x<scale>_hr<size>
+
+    def store(self, color: str) -> tuple[str, int, int | None]:
+        """(mode, scale, hr_size or None for the default size): the patch store this run trains on."""
+        return color, self.scale, self.hr_size if self.own_patches else None
 
 
 def _format_error(exc: ValidationError, path: Path) -> str:

@@ -35,6 +35,28 @@ class PatchStore:
 
     def batch(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """LR and HR tensors for ``indices``; with ``rng``, one random dihedral transform per batch."""
+        lr, hr = self._gather(indices, rng)
+        return self._to_tensor(lr), self._to_tensor(hr)
+
+    def batch_to(self, indices: np.ndarray, rng: np.random.Generator | None, device: torch.device,
+                 memory_format=torch.channels_last) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`batch` on ``device``: on a GPU the uint8 patches (a quarter of float32's bytes) go from pinned
+        memory with an asynchronous copy and become float there; the values are the same as :meth:`batch`'s
+        (x / 255 is correctly rounded on both). On the CPU it is :meth:`batch`."""
+        if device.type != "cuda":
+            lr, hr = self.batch(indices, rng)
+            return lr.to(device, memory_format=memory_format), hr.to(device, memory_format=memory_format)
+        return tuple(self._uint8_to(a, device, memory_format) for a in self._gather(indices, rng))
+
+    @staticmethod
+    def _uint8_to(a: np.ndarray, device: torch.device, memory_format) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        t = (t.pin_memory() if device.type == "cuda" else t).to(device, non_blocking=True)
+        t = t.unsqueeze(-1) if t.ndim == 3 else t  # (N,H,W) Y -> (N,H,W,1)
+        # NHWC in memory is channels_last already: the permute is a view, the division writes the floats
+        return (t.permute(0, 3, 1, 2).float() / 255.0).contiguous(memory_format=memory_format)
+
+    def _gather(self, indices: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(indices)  # sorted reads are kinder to the page cache
         lr = np.empty((len(indices), *self.lr.shape[1:]), dtype=np.uint8)
         hr = np.empty((len(indices), *self.hr.shape[1:]), dtype=np.uint8)
@@ -45,7 +67,7 @@ class PatchStore:
             lr, hr = np.rot90(lr, k, axes=(1, 2)), np.rot90(hr, k, axes=(1, 2))
             if flip:
                 lr, hr = lr[:, :, ::-1], hr[:, :, ::-1]
-        return self._to_tensor(lr), self._to_tensor(hr)
+        return lr, hr
 
     def iter_batches(self, batch_size: int):
         for start in range(0, len(self), batch_size):

@@ -9,7 +9,9 @@ training reads them with ``mmap_mode="r"``, so nothing is decoded inside the tra
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -24,9 +26,31 @@ from ..config import PatchesConfig
 from ..io import load_rgb, read_json, write_json
 from ..resize import downscale_rgb, modcrop
 
+log = logging.getLogger(__name__)
 
-def store_name(mode: str, scale: int) -> str:
-    return f"{mode}_x{scale}"
+# Disk left free after a store is written: the DVC cache, MLflow and checkpoints need room too.
+DISK_RESERVE_BYTES = 1 << 30
+
+
+def store_name(mode: str, scale: int, hr_size: int | None = None) -> str:
+    """``y_x3``; a run with its own patch size (``runs.<name>.hr_size``) has ``rgb_x4_hr192``."""
+    return f"{mode}_x{scale}" if hr_size is None else f"{mode}_x{scale}_hr{hr_size}"
+
+
+def store_bytes(count: int, hr_size: int, lr_size: int, mode: str) -> int:
+    """Bytes of a store of ``count`` patch pairs (uint8 HR + LR, plus the int32 origin of each)."""
+    channels = 1 if mode == "y" else 3
+    return count * ((hr_size * hr_size + lr_size * lr_size) * channels + 3 * 4)
+
+
+def check_disk(folder: Path, need: int, what: str, reserve: int = DISK_RESERVE_BYTES) -> None:
+    """Refuse to start writing ``need`` bytes under ``folder`` when the disk cannot hold them (plus ``reserve``):
+    a store that fills the disk half-way fails late and leaves the disk full for everything else."""
+    free = shutil.disk_usage(folder).free
+    if need + reserve > free:
+        raise OSError(errno.ENOSPC, f"{what} needs {need / 1e9:.2f} GB but {folder} has {free / 1e9:.2f} GB free "
+                                    f"({reserve / 1e9:.1f} GB kept in reserve): free some disk, or make the stores "
+                                    "smaller (patches.stride up, patches.max_per_image, fewer patches.scales/modes)")
 
 
 def _positions(h: int, w: int, size: int, stride: int) -> np.ndarray:
@@ -77,6 +101,11 @@ def build_store(
         raise ValueError(f"no {size}x{size} patch fits in any image for {out_dir.name}; lower patches.hr_size")
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # The sizing pass gave the exact count: check the disk before the first byte (the arrays are sparse
+    # files until written, so the disk would fill only while writing, deep into the stage).
+    need = store_bytes(total, size, lr_size, mode)
+    log.info("%s: %d patches, %.2f GB", out_dir, total, need / 1e9)
+    check_disk(out_dir.parent, need, f"the {out_dir.parent.name}/{out_dir.name} patch store ({total} patches of {size}px)")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         tail = () if mode == "y" else (3,)
@@ -121,29 +150,34 @@ def build_store(
 
 def make_patches(
     validated_dir: Path | str, raw_dir: Path | str, out_dir: Path | str, cfg: PatchesConfig, seed: int,
-    max_pixels: int, progress: bool = True, extra_stores: list[tuple[str, int]] = (),
+    max_pixels: int, progress: bool = True, extra_stores: list[tuple] = (),
     formats: list[str] | None = None,
 ) -> dict:
     """Run the patches stage over the validated manifest; returns {store path: patch count}.
 
     Builds a store for every (mode, scale) of ``patches.modes`` x ``patches.scales`` plus ``extra_stores``
-    (the stage passes the ones the configured runs need).
+    (the stage passes the ones the configured runs need): ``(mode, scale)`` at ``patches.hr_size``, or
+    ``(mode, scale, hr_size)`` for a run with its own patch size (same stride and filtering).
     """
     validated_dir, raw_dir, out_dir = Path(validated_dir), Path(raw_dir), Path(out_dir)
     manifest = read_json(validated_dir / "manifest.json")
-    stores = sorted({(m, s) for m in cfg.modes for s in cfg.scales} | set(extra_stores))
-    for mode, scale in stores:
-        if cfg.hr_size % scale or cfg.stride % scale:
-            raise ValueError(f"patches.hr_size={cfg.hr_size} and patches.stride={cfg.stride} must be multiples of scale {scale}")
+    wanted = {(m, s, None) for m in cfg.modes for s in cfg.scales}
+    wanted |= {(e[0], e[1], e[2] if len(e) > 2 and e[2] != cfg.hr_size else None) for e in extra_stores}
+    stores = sorted(wanted, key=lambda e: (e[0], e[1], e[2] or 0))
+    for mode, scale, hr_size in stores:
+        if (hr_size or cfg.hr_size) % scale or cfg.stride % scale:
+            raise ValueError(f"patches.hr_size={hr_size or cfg.hr_size} and patches.stride={cfg.stride} must be "
+                             f"multiples of scale {scale}")
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a DVC output of this stage: stale stores must not survive a change of runs
     counts = {}
     for split in ("train", "val"):
         images = [(m["file"], raw_dir / m["file"]) for m in manifest if m["split"] == split]
-        for mode, scale in stores:
-            store = out_dir / split / store_name(mode, scale)
+        for mode, scale, hr_size in stores:
+            store = out_dir / split / store_name(mode, scale, hr_size)
             min_std = cfg.min_std if split == "train" else 0.0
-            index = build_store(images, store, mode, scale, cfg, seed, max_pixels, progress, min_std, formats)
+            store_cfg = cfg if hr_size is None else cfg.model_copy(update={"hr_size": hr_size})
+            index = build_store(images, store, mode, scale, store_cfg, seed, max_pixels, progress, min_std, formats)
             counts[f"{split}/{store.name}"] = index["count"]
     write_json(counts, out_dir / "summary.json")
     return counts

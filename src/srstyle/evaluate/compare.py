@@ -1,7 +1,7 @@
 """Side-by-side pictures: LR (nearest-upscaled) | bicubic | model | HR.
 
-The pictures of whole images run the models through the prediction core (``model.upscale``);
-:func:`patch_strip` is the trainer's picture of a torch model on patch tensors (torch imported there).
+The pictures of whole images run the models through the prediction core (``model.upscale``); the trainer's
+picture of a torch model on patch tensors (``srstyle.train.sr_common.patch_strip``) is built from these strips.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def _nearest(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((size_hw[1], size_hw[0]), Image.Resampling.NEAREST))
 
 
-def _gray_to_rgb(y: np.ndarray) -> np.ndarray:
+def gray_to_rgb(y: np.ndarray) -> np.ndarray:
     y = np.clip(np.rint(y), 0, 255).astype(np.uint8)
     return np.repeat(y[..., None], 3, axis=-1)
 
@@ -45,28 +45,6 @@ def image_comparison(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, crop: int) 
     lr_crop = lr[y0 // s : (y0 + c) // s, x0 // s : (x0 + c) // s]
     panels = [_nearest(lr_crop, (c, c)), bic[y0 : y0 + c, x0 : x0 + c], sr[y0 : y0 + c, x0 : x0 + c], hr[y0 : y0 + c, x0 : x0 + c]]
     return strip(panels)
-
-
-def patch_strip(model, store, count: int = 4) -> np.ndarray:
-    """Rows of LR | bicubic | model | HR for the first ``count`` validation patches (Y or RGB stores)."""
-    import torch
-
-    from ..train.sr import model_input
-
-    device = next(model.parameters()).device
-    idx = np.linspace(0, len(store) - 1, num=min(count, len(store))).astype(int)
-    lr, hr = store.batch(idx)
-    with torch.no_grad():
-        sr = model(model_input(lr.to(device), model.input_kind, store.scale)).clamp(0, 1).cpu()
-    bic = torch.nn.functional.interpolate(lr, scale_factor=store.scale, mode="bicubic", align_corners=False).clamp(0, 1)
-    near = torch.nn.functional.interpolate(lr, scale_factor=store.scale, mode="nearest")
-
-    def rgb(t) -> np.ndarray:
-        a = (t.permute(1, 2, 0).numpy() * 255.0)
-        return _gray_to_rgb(a[..., 0]) if a.shape[-1] == 1 else np.clip(np.rint(a), 0, 255).astype(np.uint8)
-
-    rows = [strip([rgb(near[i]), rgb(bic[i]), rgb(sr[i]), rgb(hr[i])]) for i in range(len(idx))]
-    return np.concatenate(rows, axis=0)
 
 
 def _center_box(h: int, w: int, crop: int, align: int) -> tuple[int, int, int]:

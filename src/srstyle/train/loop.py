@@ -13,6 +13,9 @@ validation function and how to write its model file); :func:`fit` owns everythin
 * validation every ``val_every`` steps and keep-best: ``model.pt`` is written from the best validated
   weights (``checkpoints/best.pt``), ``checkpoints/last.pt`` stays for resume;
 * loss-spike detection (a counted metric and a warning);
+* the training precision (``train.precision``, :mod:`srstyle.train.precision`): each step runs under
+  autocast, and step functions backward and step through :meth:`Progress.optimize` (the fp16 gradient
+  scaler lives there); weights, optimiser state, validation, checkpoints and exports stay fp32;
 * MLflow (params, tags, metrics, system metrics, a machine-independent run record), tqdm progress, timing,
   and the write-out (``model.pt``, ``curve.csv``, ``train_metrics.json``).
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -43,6 +47,7 @@ from ..config import LoopConfig, TrackingConfig
 from ..io import atomic_write, write_json
 from .checkpoints import durable_save, load_checkpoint, read_checkpoint, save_checkpoint
 from .distributed import DistContext
+from .precision import PRECISIONS, MixedPrecision, PrecisionChoice, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +140,10 @@ class Trainer:
     n_items: int                                # sampler population (patches, content crops)
     model: nn.Module                            # the network that is validated and exported
     optimizers: dict[str, torch.optim.Optimizer]
-    # One training step: draw from state.sampler/state.augment, forward, backward, optimiser step(s);
-    # returns detached scalar tensors to log ("train_loss" is the one watched for spikes).
+    # One training step: draw from state.sampler/state.augment, forward and loss (run under autocast at the
+    # training precision), then state.optimize(loss, optimizer) for each optimiser step (backward, clip,
+    # step, through the fp16 gradient scaler); returns detached scalar tensors to log ("train_loss" is the
+    # one watched for spikes).
     step: Callable[["Progress", int, Plan], dict[str, Tensor]]
     save_model: Callable[[Path, nn.Module, int], None]   # write model.pt from the exported weights
     fingerprint: str
@@ -180,11 +187,12 @@ class Progress:
     """Everything besides the networks and optimisers that an exactly resumed training must restore:
     the batch sampler, the augmentation and torch RNGs, the logged history, the loss sums since the last
     logged row, the spike detector, the best validation, the step budget, the MLflow run id and the
-    training time summed over sessions."""
+    training time summed over sessions, and the fp16 gradient scaler (``amp``)."""
 
-    def __init__(self, n_items: int, batch_size: int, seed: int):
+    def __init__(self, n_items: int, batch_size: int, seed: int, amp: MixedPrecision | None = None):
         from ..data.datasets import BatchSampler
 
+        self.amp = amp or MixedPrecision("fp32")
         self.sampler = BatchSampler(n_items, batch_size, seed)
         self.augment = np.random.default_rng(seed + 1)
         self.step = 0
@@ -197,6 +205,12 @@ class Progress:
         self.best: dict = {"step": None, "value": None}
         self._seconds_before = 0.0
         self._t0 = time.perf_counter()
+
+    def optimize(self, loss: Tensor, optimizer: torch.optim.Optimizer, clip: Callable[[], None] | None = None) -> None:
+        """zero_grad, backward ``loss``, ``clip()`` the gradients if given, step ``optimizer``: at the training
+        precision (in fp16 through the gradient scaler: clip sees unscaled gradients). Every step function
+        backwards through this."""
+        self.amp.optimize(loss, optimizer, clip)
 
     def start_clock(self) -> None:
         self._t0 = time.perf_counter()
@@ -226,6 +240,7 @@ class Progress:
             "torch_rng": torch.get_rng_state(), "history": json.dumps(self.history),
             "running": json.dumps({"sums": {k: float(v) for k, v in self.sums.items()}, "count": self.count}),
             "spikes": json.dumps(self.spikes), "best": json.dumps(self.best), "seconds": self.seconds,
+            "amp": json.dumps(self.amp.state_dict()),
         }
 
     def load(self, ckpt: dict) -> None:
@@ -242,6 +257,7 @@ class Progress:
         self.spikes = json.loads(ckpt.get("spikes", json.dumps(self.spikes)))
         self.best = json.loads(ckpt.get("best", json.dumps(self.best)))
         self._seconds_before = float(ckpt.get("seconds", 0.0))
+        self.amp.load_state_dict(json.loads(ckpt.get("amp", "{}")))
 
 
 # --- Weights: EMA, snapshots ------------------------------------------------------------------------------
@@ -390,7 +406,7 @@ def _budget_steps(t: Trainer, state: Progress, ema: WeightAverage | None, run_st
     per_step_all = per_step + per_val / cfg.val_every + per_ckpt / cfg.checkpoint_every
     steps = max(1, int(left / per_step_all))
     if t.ctx.enabled:  # every rank must run the same count: the slowest rank decides
-        n = torch.tensor([steps], dtype=torch.int64)
+        n = torch.tensor([steps], dtype=torch.int64, device=t.ctx.device)  # NCCL takes no CPU tensors
         torch.distributed.all_reduce(n, op=torch.distributed.ReduceOp.MIN)
         steps = int(n)
     log.info("%s: time budget %.0f s at %.1f ms/step (validation and checkpoints included) -> %d steps "
@@ -406,8 +422,14 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
     None disables MLflow.
     """
     cfg, ctx, out_dir = t.cfg, t.ctx, t.out_dir
-    t_start = time.perf_counter()
-    state = Progress(t.n_items, cfg.batch_size, t.seed)
+    device = next(t.model.parameters()).device
+    choice = _training_precision(getattr(cfg, "precision", "fp32"), device, ctx)
+    t_start = time.perf_counter()  # after auto's once-per-machine measurement: not part of a time budget
+    log.info("%s: training precision %s (%s)", t.name, choice.precision, choice.reason)
+    if choice.precision != "fp32":  # a checkpoint of one precision never resumes a run of another
+        t = dataclasses.replace(t, fingerprint=fingerprint(t.fingerprint, choice.precision))
+    amp = MixedPrecision(choice.precision, device)
+    state = Progress(t.n_items, cfg.batch_size, t.seed, amp)
     ema = WeightAverage(t.model, cfg.ema) if cfg.ema else None
     ckpt_dir = out_dir / "checkpoints"
     ckpt_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
@@ -427,7 +449,14 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
 
     def run_step(step: int, plan: Plan) -> dict[str, Tensor]:
         set_lr(t.optimizers, lr_factor(step, plan, cfg))
-        losses = t.step(state, step, plan)
+        before = amp.optimized
+        with amp.autocast():
+            losses = t.step(state, step, plan)
+        if amp.scaler.is_enabled():
+            if amp.optimized == before:
+                raise RuntimeError(f"{t.name}: train.precision fp16 needs the step function to backward through "
+                                   "state.optimize(loss, optimizer) (the gradient scaler); this one does not")
+            amp.end_step()
         if ema is not None:
             ema.update(t.model, step)
         return losses
@@ -444,7 +473,8 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
     if tracking_root is not None and tracking is not None and ctx.is_main:
         import mlflow
 
-        params = {**t.mlflow_params, "budget_steps": plan.total, "export": "best validation" if t.validate else "last"}
+        params = {**t.mlflow_params, "budget_steps": plan.total, "export": "best validation" if t.validate else "last",
+                  "precision": choice.precision, "precision_reason": choice.reason}
         tags = {**t.mlflow_tags, "srstyle.fingerprint": t.fingerprint}
         state.run_id = start_mlflow_run(tracking, tracking_root, out_dir, t.name, state.run_id, start == 0, params, tags)
 
@@ -465,7 +495,7 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
             sums, count = state.pop_sums()
             if ctx.enabled:  # the global batch's mean loss: sum the ranks' sums
                 keys = sorted(sums)
-                packed = torch.tensor([sums[k] for k in keys], dtype=torch.float64)
+                packed = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=ctx.device)
                 torch.distributed.all_reduce(packed)
                 sums = {k: float(v) / ctx.world_size for k, v in zip(keys, packed)}
             row = {"step": done, **{k: v / count for k, v in sums.items()},
@@ -526,6 +556,7 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
                 f"best_{t.monitor}": _round(result.best_value), f"final_{t.monitor}": _round(result.final_value),
                 "best_step": result.best_step, "exported": result.exported, "loss_spikes": result.loss_spikes,
                 "items_per_s": _round(result.items_per_s),
+                "precision": choice.precision, "precision_reason": choice.reason,
                 "seconds": _round(time.perf_counter() - t_start) if start == 0 else _round(result.seconds)},
                out_dir / "train_metrics.json")
     if mlflow is not None:
@@ -540,6 +571,16 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
             t.log_final(mlflow, t.model, result)
         mlflow.end_run()
     return result
+
+
+def _training_precision(requested: str, device: torch.device, ctx: DistContext) -> PrecisionChoice:
+    """The precision of this training; under DDP rank 0 decides (measures, for auto) and every rank follows."""
+    if not ctx.enabled:
+        return resolve_precision(requested, device)
+    choice = resolve_precision(requested, device) if ctx.is_main else None
+    code = torch.tensor([PRECISIONS.index(choice.precision) if choice else -1], dtype=torch.int64, device=ctx.device)
+    torch.distributed.broadcast(code, src=0)  # on the device: NCCL takes no CPU tensors
+    return choice or PrecisionChoice(PRECISIONS[int(code)], f"rank 0's choice for train.precision={requested}")
 
 
 def _round(v):

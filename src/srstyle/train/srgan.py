@@ -24,8 +24,8 @@ from ..losses import content_loss, discriminator_loss, generator_adversarial_los
 from ..models import MODELS, build_model
 from ..models.sr.discriminator import SRGANDiscriminator
 from .loop import Plan, Progress, Trainer, clip_gradients, make_optimizer, seed_everything, select_device
-from .sr import (open_stores, sr_final_logger, sr_fingerprint, sr_logged_params, sr_model_writer,
-                 validation_psnr)
+from .sr_common import (open_stores, sr_final_logger, sr_fingerprint, sr_logged_params, sr_model_writer,
+                        validation_psnr)
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def srgan_trainer(params: Params, run_name: str, patches_dir: Path, out_dir: Pat
     cfg = run_cfg.train.model_copy(update={"steps": run_cfg.train.pretrain_steps + run_cfg.train.steps})
     name, scale = run_cfg.model, run_cfg.scale
     cls = MODELS.get(name)
-    kwargs = params.model_kwargs(name)
-    train_store, val_store = open_stores(patches_dir, cls.color, scale)
+    kwargs = run_cfg.model_kwargs
+    train_store, val_store = open_stores(patches_dir, *run_cfg.store(cls.color))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = select_device(cfg.device)
@@ -57,30 +57,21 @@ def srgan_trainer(params: Params, run_name: str, patches_dir: Path, out_dir: Pat
         return plan.scaled(cfg.pretrain_steps)
 
     def step(state: Progress, i: int, plan: Plan) -> dict[str, torch.Tensor]:
-        lr, hr = train_store.batch(state.sampler.next_indices(), state.augment if cfg.augment else None)
-        lr, hr = lr.to(device, memory_format=cl), hr.to(device, memory_format=cl)
+        lr, hr = train_store.batch_to(state.sampler.next_indices(), state.augment if cfg.augment else None, device)
         if i < pretrain_end(plan):
             loss = F.mse_loss(generator(lr), hr)
-            g_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_gradients(generator, g_opt, cfg)
-            g_opt.step()
+            state.optimize(loss, g_opt, clip=lambda: clip_gradients(generator, g_opt, cfg))
             return {"train_loss": loss.detach()}
         sr = generator(lr)
         real_logits, fake_logits = discriminator(hr), discriminator(sr.detach())
         d_loss = discriminator_loss(real_logits, fake_logits)
-        d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_opt.step()
+        state.optimize(d_loss, d_opt)
 
         fake_logits = discriminator(sr)
         g_content = content(sr, hr)
         g_adv = generator_adversarial_loss(fake_logits)
         g_loss = g_content + cfg.adversarial_weight * g_adv
-        g_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
-        clip_gradients(generator, g_opt, cfg)
-        g_opt.step()
+        state.optimize(g_loss, g_opt, clip=lambda: clip_gradients(generator, g_opt, cfg))
         with torch.no_grad():
             return {"train_loss": g_loss.detach(), "g_content": g_content.detach(), "g_adversarial": g_adv.detach(),
                     "d_loss": d_loss.detach(), "d_real": torch.sigmoid(real_logits).mean(),

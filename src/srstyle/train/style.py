@@ -106,9 +106,7 @@ def _run_style(*, params: Params, kind: str, run_name: str, cfg: StyleTrainConfi
     def step(state, i: int, plan) -> dict[str, Tensor]:
         content = crops.batch(state.sampler.next_indices(), state.augment).to(device)
         losses = step_fn(content, state.augment, i)
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        optimizer.step()
+        state.optimize(losses["total"], optimizer)  # backward + step at train.precision (fp16: gradient scaler)
         return {f"loss_{k}": v.detach() for k, v in losses.items()}
 
     def save_model(path: Path, model: nn.Module, steps: int) -> None:

@@ -40,6 +40,9 @@ for _name in LEAKY:
 _HOMES = tempfile.mkdtemp(prefix="srstyle-test-homes-")
 os.environ["PREFECT_HOME"] = os.path.join(_HOMES, "prefect")
 os.environ["BENTOML_HOME"] = os.path.join(_HOMES, "bentoml")
+# The per-machine measurements (training precision, inference engine) are cached per session, never in ~/.cache.
+os.environ["SRSTYLE_PRECISION_CACHE"] = os.path.join(_HOMES, "train_precision.json")
+os.environ["SRSTYLE_CACHE_DIR"] = os.path.join(_HOMES, "cache")
 # A task blocked by a tag concurrency limit retries after this many seconds (Prefect's default is 30).
 os.environ["PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS"] = "1"
 

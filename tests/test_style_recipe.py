@@ -92,7 +92,7 @@ def test_the_meta_network_gives_its_training_paintings_their_own_look(tmp_path):
 
     style = {**TINY_STYLE, "styles": {"held_out": ["cafe_terrace", "church_at_auvers", "asylum_vestibule",
                                                    "painter_on_the_road", "pere_tanguy"]},
-             "meta": {**TINY_STYLE["meta"], "base": 8, "hidden": 32, "steps": 80, "steps_per_style": 10,
+             "meta": {**TINY_STYLE["meta"], "base": 8, "hidden": 32, "steps": 80,
                       "batch_size": 2, "image_size": 64, "style_size": 96, "val_every": 80}}
     params = parse_params({"seed": 0, "style": style})
     paths = StylePaths(tmp_path)

@@ -63,7 +63,7 @@ def train_sr(
         from .distributed import launched_by_torchrun
 
         if launched_by_torchrun():
-            raise NotImplementedError(f"{name}: the adversarial trainer runs in one process; launch it without torchrun")
+            raise RuntimeError(f"{name}: the adversarial trainer runs in one process; launch it without torchrun")
         return _run(srgan_trainer(params, run_name, patches_dir, out_dir), params, tracking_root, progress, stop_after)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -31,6 +31,7 @@ def _run(cmd, cwd, env):
 def test_built_bento_runs_in_a_fresh_venv(model_dir, tmp_path):
     import mlflow
 
+    from srstyle.export.precision import evaluate_precisions
     from srstyle.model_registry import promote, register_onnx
 
     proj = tmp_path / "proj"
@@ -40,9 +41,13 @@ def test_built_bento_runs_in_a_fresh_venv(model_dir, tmp_path):
     shutil.copytree(REPO / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__"))
     models = model_subset(model_dir, tmp_path / "models", ["sr-x3.onnx", f"style-{STYLE}.onnx", "style-meta.onnx",
                                                           "style-meta.transformer.onnx"])
+    # the export stage's precision evaluation of the SR model travels with it (unseen photos only here)
+    (tmp_path / "validated").mkdir()
+    (tmp_path / "validated" / "manifest.json").write_text("[]")
+    evaluate_precisions(models / "sr-x3.onnx", tmp_path / "validated", tmp_path)
     setup(TrackingConfig(), proj)
     try:
-        for name, file, extra in (("sr-x3", "sr-x3.onnx", []), (f"style-{STYLE}", f"style-{STYLE}.onnx", []),
+        for name, file, extra in (("sr-x3", "sr-x3.onnx", [models / "sr-x3.precision.json"]), (f"style-{STYLE}", f"style-{STYLE}.onnx", []),
                                   ("style-meta", "style-meta.onnx", [models / "style-meta.transformer.onnx"])):
             with mlflow.start_run() as run:
                 pass
@@ -65,7 +70,7 @@ def test_built_bento_runs_in_a_fresh_venv(model_dir, tmp_path):
     assert {"bentoml", "onnxruntime", "numpy", "pillow"} <= set(pins) and "torch" not in pins and "mlflow" not in pins
     assert all("==" in line for line in requirements.read_text().splitlines() if line and not line.startswith("#"))
     assert sorted(p.name for p in (bento / "src" / "serve_models").iterdir()) == [
-        "catalog.json", "sr-x3.onnx", "style-meta.onnx", "style-meta.transformer.onnx", f"style-{STYLE}.onnx"]
+        "catalog.json", "sr-x3.onnx", "sr-x3.precision.json", "style-meta.onnx", "style-meta.transformer.onnx", f"style-{STYLE}.onnx"]
 
     fresh = tmp_path / "venv"
     venv.create(fresh, with_pip=True)
@@ -84,6 +89,9 @@ def test_built_bento_runs_in_a_fresh_venv(model_dir, tmp_path):
         wait_ready(url, timeout=180)
         info = httpx.post(f"{url}/models", json={}, timeout=10).json()
         assert sorted(info["models"]) == ["meta", "sr-x3", STYLE] and info["models"]["sr-x3"]["version"] == "1"
+        # engine auto in the Bento weighed the variants against the bundled evaluation, not without one
+        decision = info["models"]["sr-x3"]["engine"]
+        assert decision["chosen"] and not any("no evaluation" in n for n in decision["notes"]), decision
         rgb = photo(40, 50, seed=8)
         r = httpx.post(f"{url}/upscale", files={"image": ("a.png", encode(rgb))}, data={"scale": "3"}, timeout=60)
         assert r.status_code == 200

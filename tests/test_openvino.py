@@ -235,6 +235,51 @@ def test_style_models_open_on_both_backends(tmp_path):
     assert np.max(np.abs(a - b)) <= 1e-3
 
 
+def test_style_graphs_get_a_precision_record_that_auto_obeys(model_dir, tmp_path, monkeypatch):
+    """The style export's evaluation: OpenVINO variants of the fast and meta graphs against onnxruntime fp32
+    on unseen photos (the meta network end to end, paintings -> weights -> photo); auto then weighs them."""
+    import shutil
+
+    pytest.importorskip("sklearn")
+    import srstyle.engine_auto as auto
+    from srstyle.data.style_data import embedded_styles_dir
+    from srstyle.export.precision import evaluate_style_precisions
+    from srstyle.predict.style import MetaStylePredictor
+    from tests.service_helpers import STYLE
+
+    for src, dst in ((f"style-{STYLE}.onnx", "fast_x.onnx"), ("style-meta.onnx", "metanet.onnx"),
+                     ("style-meta.transformer.onnx", "transformer.onnx")):
+        shutil.copy(model_dir / src, tmp_path / dst)
+    paintings = sorted(embedded_styles_dir().glob("*.jpg"))[:2]
+    records = evaluate_style_precisions(tmp_path, ["x"], paintings, min_agreement_db=40.0, size=96,
+                                        engine=EngineConfig(intra_op_threads=1))
+    assert set(records) == {"fast_x.onnx", "metanet.onnx", "transformer.onnx"}
+    for name, rec in records.items():
+        assert json.loads(record_path(tmp_path / name).read_text()) == rec and rec["images_unseen"] == 2
+        assert rec["variants"]["openvino_fp32"]["agreement_db"] > 60 and rec["variants"]["openvino_fp32"]["usable"]
+        for key, v in rec["variants"].items():
+            assert v["usable"] == int(key == "onnxruntime_fp32" or v["agreement_db"] >= 40.0)
+    assert records["metanet.onnx"]["paintings"] == 2
+    # the meta transformer keeps its ONNX input names under OpenVINO (a compiled port has several)
+    meta = MetaStylePredictor.from_onnx(tmp_path / "metanet.onnx", tmp_path / "transformer.onnx", OV32)
+    assert meta.engines[1].input_names == ["content", "weights"]
+
+    # auto measures the OpenVINO variants of a style graph only with a usable record, and obeys it
+    monkeypatch.setattr(auto, "measure", lambda engines, feeds, rounds=4: {
+        k: {"ms": 10.0 if k.startswith("openvino") else 50.0, "agreement_db": 60.0} for k in engines})
+    chosen = open_model(tmp_path / "fast_x.onnx", EngineConfig(intra_op_threads=1))
+    assert chosen.decision["chosen"].startswith("openvino/")
+    assert not any("no evaluation" in n for n in chosen.decision["notes"]), chosen.decision
+    rec = json.loads(record_path(tmp_path / "fast_x.onnx").read_text())
+    for v in rec["variants"].values():
+        v["usable"] = int(v is rec["variants"]["onnxruntime_fp32"])
+    record_path(tmp_path / "fast_x.onnx").write_text(json.dumps(rec))
+    gated = open_model(tmp_path / "fast_x.onnx", EngineConfig(intra_op_threads=1, precision="auto"))
+    assert gated.decision["chosen"].endswith("/fp32"), gated.decision
+    assert any("marked unusable" in n for n in gated.decision["notes"] if "bf16" in n) or not any(
+        "bf16" in k for k in rec["variants"])
+
+
 def test_cli_backend_and_precision_flags(exported, tmp_path, caplog):
     from PIL import Image
 

@@ -142,3 +142,40 @@ def test_promote_style_registers_each_fast_style_lower_ratio_wins(store, tmp_pat
     champion = client.get_model_version_by_alias(f"style-{style}", CHAMPION)
     assert float(champion.tags[f"metric.{metric}"]) == 0.20
     assert (paths.base / "registry" / "decisions.json").is_file()
+
+
+def test_a_champion_keeps_its_precision_evaluation_for_engine_auto(store, tmp_path):
+    """The export stage's precision record travels with the version: downloaded, it lies beside model.onnx
+    (with the int8 variant) where engine auto reads it, and `export-champions` writes it beside the file."""
+    import json
+
+    from srstyle.config import EngineConfig
+    from srstyle.export.precision import evaluate_precisions
+    from srstyle.model_registry import export_champions
+    from srstyle.predict import SRPredictor
+
+    run_id, path = store()
+    int8 = path.with_name("m.int8.onnx")
+    shutil.copyfile(path, int8)  # the same graph: usable, and no faster (auto must say so, not "no record")
+    (tmp_path / "validated").mkdir()
+    (tmp_path / "validated" / "manifest.json").write_text("[]")  # the unseen photos only
+    record = evaluate_precisions(path, tmp_path / "validated", tmp_path, variants=[("onnxruntime", "fp32"),
+                                                                                   ("onnxruntime", "int8")])
+    assert record["images_unseen"] == 2 and record["variants"]["onnxruntime_int8"]["usable"] == 1
+    mv = register_onnx("sr-x3", run_id, path, {"psnr": 31.0}, {},
+                       extra_files=[int8, path.with_name("m.precision.json")])
+    promote("sr-x3", mv.version, "psnr", margin=0.05)
+
+    folder, _ = download_champion("sr-x3", tmp_path / "dl")
+    files = champion_files(folder)
+    assert json.loads((folder / "model.precision.json").read_text()) == record
+    assert (folder / "model.int8.onnx").read_bytes() == int8.read_bytes()
+    engine = SRPredictor.from_onnx(files["main"], EngineConfig(backend="onnxruntime", precision="auto")).engine
+    assert set(engine.decision["measured"]) == {"onnxruntime/fp32", "onnxruntime/int8"}
+    assert not any("no evaluation" in note for note in engine.decision["notes"]), engine.decision
+
+    from srstyle.config import TrackingConfig
+
+    written = export_champions(tmp_path / "serve", TrackingConfig(), tmp_path)
+    assert str(tmp_path / "serve" / "sr-x3.precision.json") in written
+    assert json.loads((tmp_path / "serve" / "sr-x3.precision.json").read_text()) == record

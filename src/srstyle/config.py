@@ -272,6 +272,9 @@ class ExportConfig(_Strict):
     # unseen photos (srstyle.export.precision); one losing more PSNR than this is marked unusable for auto
     evaluate_precisions: bool = True
     max_drop_db: float = Field(0.1, ge=0)
+    # style graphs have no ground truth to lose PSNR against: a variant is usable when its stylised unseen
+    # photos agree with onnxruntime fp32's at least this well (PSNR of the 8-bit images)
+    style_min_agreement_db: float = Field(40.0, gt=0)
 
 
 class EngineConfig(_Strict):

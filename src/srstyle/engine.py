@@ -205,8 +205,13 @@ class OvModel:
             self.compiled = core.compile_model(str(self.path), "CPU", openvino_config(self.cfg, self.precision))
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses of its own
             raise EngineError(f"{self.path}: OpenVINO cannot compile it ({exc})") from None
-        self.input_names = [i.get_any_name() for i in self.compiled.inputs]
-        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+        # a compiled port can carry several tensor names (the meta transformer's input: {'weights', 'view'})
+        # and get_any_name() picks any of them: use the ONNX graph's own names, which every port still has
+        import onnx
+
+        graph = onnx.load(str(self.path), load_external_data=False).graph
+        self.input_names = [_port_name(i, [v.name for v in graph.input]) for i in self.compiled.inputs]
+        self.output_names = [_port_name(o, [v.name for v in graph.output]) for o in self.compiled.outputs]
         self.input_shapes = [[d.get_length() if d.is_static else None for d in i.get_partial_shape()]
                              for i in self.compiled.inputs]
         self._local = threading.local()
@@ -229,6 +234,11 @@ class OvModel:
                                         share_inputs=True)
         # copies: the request reuses its output memory on the next call
         return [np.array(results[o]) for o in self.compiled.outputs]
+
+
+def _port_name(port, graph_names: list[str]) -> str:
+    names = port.get_names()
+    return next((n for n in graph_names if n in names), port.get_any_name())
 
 
 class _SRMixin:

@@ -153,13 +153,9 @@ def decide(measured: dict[str, dict], record: dict | None, cfg: EngineConfig, pr
                 notes.append(f"{key}: agrees with fp32 at {agreement:.1f} dB < {cfg.auto_min_agreement_db}")
                 continue
             if precision != "fp32":
-                rec = (record or {}).get(key.replace("/", "_"))
-                if not rec:
-                    notes.append(f"{key}: no evaluation in the precision record (run the export stage)")
-                    continue
-                if not rec.get("usable") or rec.get("drop_db", float("inf")) > cfg.auto_max_drop_db:
-                    notes.append(f"{key}: evaluation drop {rec.get('drop_db')} dB > {cfg.auto_max_drop_db}"
-                                 f"{'' if rec.get('usable') else ' (marked unusable)'}")
+                why = _record_gate(key, record, cfg)
+                if why:
+                    notes.append(why)
                     continue
         eligible[key] = m["ms"]
     floats = [ms for k, ms in eligible.items() if not k.endswith("/int8")]
@@ -177,6 +173,24 @@ def decide(measured: dict[str, dict], record: dict | None, cfg: EngineConfig, pr
     return chosen, notes
 
 
+def _record_gate(key: str, record: dict | None, cfg: EngineConfig) -> str | None:
+    """Why the export stage's record (its ``variants``) rules out ``key`` (``backend/precision``); None if it
+    passes. An SR variant carries a PSNR ``drop_db`` against ground truth, gated by ``auto_max_drop_db``; a
+    style variant has no ground truth (no ``drop_db``) and is ``usable`` by its agreement with fp32 alone."""
+    rec = (record or {}).get(key.replace("/", "_"))
+    if not rec:
+        return f"{key}: no evaluation in the precision record (run the export stage)"
+    if not rec.get("usable"):
+        return f"{key}: marked unusable by the export stage's evaluation ({_evaluation(rec)})"
+    if "drop_db" in rec and rec["drop_db"] > cfg.auto_max_drop_db:
+        return f"{key}: evaluation drop {rec.get('drop_db')} dB > {cfg.auto_max_drop_db}"
+    return None
+
+
+def _evaluation(rec: dict) -> str:
+    return ", ".join(f"{k} {rec[k]}" for k in ("drop_db", "agreement_db") if rec.get(k) is not None)
+
+
 def _prefilter(pairs: list[tuple[str, str]], record: dict | None, cfg: EngineConfig, precision_auto: bool):
     """Variants that cannot be chosen whatever their speed (no usable evaluation) are not even measured."""
     if not precision_auto:
@@ -185,9 +199,9 @@ def _prefilter(pairs: list[tuple[str, str]], record: dict | None, cfg: EngineCon
     for backend, precision in pairs:
         key = f"{backend}/{precision}"
         if precision != "fp32":
-            rec = (record or {}).get(f"{backend}_{precision}")
-            if not rec or not rec.get("usable") or rec.get("drop_db", float("inf")) > cfg.auto_max_drop_db:
-                notes.append(f"{key}: {'no evaluation in the precision record' if not rec else 'evaluation drop ' + str(rec.get('drop_db')) + ' dB (usable ' + str(rec.get('usable')) + ')'}")
+            why = _record_gate(key, record, cfg)
+            if why:
+                notes.append(why)
                 continue
         kept.append((backend, precision))
     return kept, notes

@@ -12,7 +12,9 @@ Registered models (one per thing a user asks the service for):
 A version is an MLflow ``onnx`` model logged by promotion into the training run (the file DVC tracks, so
 the registry never points at an artifact a run-cache restore left out), with a signature from the graph's
 own input/output shapes and an input example. Extra files of the same version: ``<stem>.int8.onnx`` (the
-int8 variant, selectable by ``engine.precision``) and, for the meta network, ``transformer.onnx``. No
+int8 variant, selectable by ``engine.precision``), ``<stem>.precision.json`` (the export stage's evaluation
+of every variant, which ``engine.precision: auto`` needs before it picks anything but fp32) and, for the meta
+network, ``transformer.onnx``. No
 pickled PyTorch anywhere: the loaders read ONNX only.
 
 ``challenger`` marks the latest candidate; ``champion`` moves only if the challenger wins by the margin
@@ -44,6 +46,7 @@ SHA_TAG = "srstyle.onnx_sha256"
 MODEL_NAME = "serving_model"  # the logged model (in the training run) that versions are created from
 SHIP_ENV = "SRSTYLE_SHIP"    # "1": this run ships (champion may move); "0": challengers only
 INT8_SUFFIX = ".int8.onnx"
+PRECISION_SUFFIX = ".precision.json"   # the export stage's evaluation of each variant (srstyle.export.precision)
 
 
 class RegistryError(RuntimeError):
@@ -302,6 +305,12 @@ def _onnx_run_id(onnx_file: Path) -> str | None:
     return meta.get("mlflow_run_id")
 
 
+def _precision_file(onnx_file: Path) -> Path:
+    """The export stage's precision evaluation of ``onnx_file``; registered with it (as an extra file) so a
+    champion served from the registry or a Bento keeps the gates of ``engine.precision: auto``."""
+    return onnx_file.with_name(onnx_file.stem + PRECISION_SUFFIX)
+
+
 def promote_runs(params, paths, root, ship: bool | None = None) -> dict:
     """Register and promote every SR run of params.yaml (the `promote` stage and `srstyle promote`)."""
     from .io import read_json, write_json
@@ -325,7 +334,7 @@ def promote_runs(params, paths, root, ship: bool | None = None) -> dict:
         int8 = onnx_file.with_name(onnx_file.stem + INT8_SUFFIX)
         mv = register_onnx(name, run_id, onnx_file, {k: v for k, v in metrics.items() if isinstance(v, float)},
                            {"srstyle.run": run, "srstyle.arch": spec.model, "scale": str(spec.scale)},
-                           extra_files=[int8], stage=stage)
+                           extra_files=[int8, _precision_file(onnx_file)], stage=stage)
         decision = promote(name, mv.version, "psnr", params.promote.margin_db, ship=allowed, why=why)
         print(decision.message())
         rec = _decision_record(decision, "psnr")
@@ -396,7 +405,8 @@ def promote_style(params, style_paths, root, ship: bool | None = None) -> dict:
         run_id = _run_record(model_dir)["run_id"]
         int8 = onnx_file.with_name(onnx_file.stem + INT8_SUFFIX)
         mv = register_onnx(name, run_id, onnx_file, {metric: float(metrics[metric])},
-                           {"srstyle.run": name, "task": "style-transfer"}, extra_files=[*extra, int8],
+                           {"srstyle.run": name, "task": "style-transfer"},
+                           extra_files=[*extra, int8, *map(_precision_file, [onnx_file, *extra])],
                            stage=f"{train_stage} / export_style_onnx")
         decision = promote(name, mv.version, metric, margin, higher_is_better=False, ship=allowed, why=why)
         print(decision.message())
@@ -425,11 +435,29 @@ def download_champion(name: str, dst: Path, alias: str = CHAMPION) -> tuple[Path
 
 
 def champion_files(folder: Path) -> dict[str, Path]:
-    """The ONNX files of one downloaded version: ``main`` (model.onnx) and its extra files by file name."""
-    files = {"main": folder / "model.onnx"}
+    """The files of one downloaded version: ``main`` (model.onnx), its extra ONNX files by file name, and
+    ``precision`` (the export stage's ``<run>.precision.json``) where the version carries one.
+
+    The int8 variant and the precision record are also placed beside model.onnx as ``model.int8.onnx`` and
+    ``model.precision.json``: that is where the engine looks for them (:func:`srstyle.engine.variant_path`,
+    :func:`srstyle.engine_auto.record_path`), so ``engine.precision: auto`` weighs every variant of a
+    registered model as it does for the stage's own files, and never picks one the evaluation marked unusable."""
+    import shutil
+
+    main = folder / "model.onnx"
+    files = {"main": main}
     extra = folder / "extra_files"
     if extra.is_dir():
         files.update({p.name: p for p in extra.glob("*.onnx")})
+        # an extra graph's own record (the meta network's transformer.precision.json) already lies beside it
+        own = {p.name.removesuffix(INT8_SUFFIX).removesuffix(".onnx") for p in extra.glob("*.onnx")}
+        records = [p for p in sorted(extra.glob(f"*{PRECISION_SUFFIX}")) if p.name.removesuffix(PRECISION_SUFFIX) not in own]
+        if records:
+            files["precision"] = records[0]
+            shutil.copyfile(records[0], main.with_name(main.stem + PRECISION_SUFFIX))
+        int8 = next((p for name, p in files.items() if name.endswith(INT8_SUFFIX)), None)
+        if int8 is not None and main.is_file():
+            shutil.copyfile(int8, main.with_name(main.stem + INT8_SUFFIX))
     return files
 
 
@@ -455,7 +483,7 @@ def export_champions(out_dir, tracking_cfg, root) -> list[str]:
     setup(tracking_cfg, root)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("*.onnx"):
+    for old in [*out_dir.glob("*.onnx"), *out_dir.glob(f"*{PRECISION_SUFFIX}")]:
         old.unlink()
     written, catalog = [], {}
     # SR models also ship their perceptual choice, as <name>@perceptual.onnx (served under that name)
@@ -470,15 +498,23 @@ def export_champions(out_dir, tracking_cfg, root) -> list[str]:
                 (log.warning if alias == CHAMPION else log.info)("%s has no %s to package: %s", name, alias, exc)
                 continue
             files = champion_files(local)
+            record = files.pop("precision", None)
             for path in files.values():
                 _check_readable(path, f"{name}@{alias} (v{mv.version})")
             shutil.copyfile(files.pop("main"), out_dir / f"{stem}.onnx")
             written.append(str(out_dir / f"{stem}.onnx"))
+            if record is not None:  # beside <stem>.onnx, where engine_auto.record_path looks
+                shutil.copyfile(record, out_dir / f"{stem}{PRECISION_SUFFIX}")
+                written.append(str(out_dir / f"{stem}{PRECISION_SUFFIX}"))
             for fname, path in files.items():
                 suffix = (INT8_SUFFIX if fname.endswith(INT8_SUFFIX) else
                           ".transformer.onnx" if fname.endswith("transformer.onnx") else f".{Path(fname).stem}.onnx")
                 shutil.copyfile(path, out_dir / f"{stem}{suffix}")
                 written.append(str(out_dir / f"{stem}{suffix}"))
+                own_record = path.with_name(path.stem + PRECISION_SUFFIX)
+                if suffix != INT8_SUFFIX and own_record.is_file():
+                    shutil.copyfile(own_record, out_dir / f"{stem}{suffix.removesuffix('.onnx')}{PRECISION_SUFFIX}")
+                    written.append(str(out_dir / f"{stem}{suffix.removesuffix('.onnx')}{PRECISION_SUFFIX}"))
             catalog[stem] = {"version": str(mv.version), "metrics": {k[7:]: v for k, v in mv.tags.items() if k.startswith("metric.")}}
     with atomic_write(out_dir / "catalog.json") as f:
         json.dump(catalog, f, indent=2)

@@ -106,3 +106,74 @@ def evaluate_precisions(fp32_path: Path | str, validated_dir: Path, raw_dir: Pat
 
     write_json(record, record_path(fp32_path))
     return record
+
+
+# --- style graphs ---------------------------------------------------------------------------------------------
+
+
+def _longest(rgb: np.ndarray, longest: int) -> np.ndarray:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    scale = longest / max(h, w)
+    return np.asarray(Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                                                  Image.Resampling.LANCZOS))
+
+
+def evaluate_style_precisions(onnx_dir: Path | str, fast_styles: list[str], paintings: list[Path], *,
+                              min_agreement_db: float = 40.0, engine: EngineConfig | None = None,
+                              size: int = 384, variants: list[tuple[str, str]] | None = None) -> dict[str, dict]:
+    """Every variant of the style graphs in ``onnx_dir`` (``fast_<style>.onnx``; ``metanet.onnx`` with
+    ``transformer.onnx``) against onnxruntime fp32, on photos no style network trained on (scikit-learn's
+    china/flower at ``size`` longest side) and, for the meta network, ``paintings`` (held out of its training).
+
+    A stylised image has no ground truth to lose PSNR against, so a style record has no ``drop_db``: a
+    variant's ``agreement_db`` is the PSNR between its 8-bit output and fp32's (the worst image counts),
+    and it is ``usable`` when that is at least ``min_agreement_db``. The meta network is scored end to end
+    (painting -> weights -> stylised photo, both graphs in the variant) and the record is written for both
+    of its graphs. Returns {graph file name: record}; writes ``<graph>.precision.json`` beside each."""
+    from ..io import load_rgb, write_json
+    from ..predict.style import MetaStylePredictor, StylePredictor
+    from ..engine_auto import record_path
+
+    onnx_dir = Path(onnx_dir)
+    base = engine or EngineConfig()
+    photos = [(name, _longest(rgb, size)) for name, rgb in unseen_photos()]
+    if not photos:
+        log.warning("no unseen photos (scikit-learn missing): style precisions not evaluated")
+        return {}
+    art = [load_rgb(p) for p in paintings]
+    jobs = {f"fast_{s}.onnx": ("fast", [onnx_dir / f"fast_{s}.onnx"]) for s in fast_styles}
+    if (onnx_dir / "metanet.onnx").is_file() and art:
+        jobs["metanet.onnx"] = ("meta", [onnx_dir / "metanet.onnx", onnx_dir / "transformer.onnx"])
+    records = {}
+    for name, (kind, files) in jobs.items():
+        outputs = {}
+        for backend, precision in variants or runnable_variants(files[0]):
+            if precision == "int8":
+                continue  # no int8 style graphs are exported
+            cfg = base.model_copy(update={"backend": backend, "precision": precision})
+            if kind == "fast":
+                model = StylePredictor.from_onnx(files[0], cfg)
+                outputs[f"{backend}_{precision}"] = [model.stylize(rgb) for _, rgb in photos]
+            else:
+                model = MetaStylePredictor.from_onnx(files[0], files[1], cfg)
+                weights = [model.weights(a) for a in art]
+                outputs[f"{backend}_{precision}"] = [model.stylize(rgb, weights=w) for w in weights for _, rgb in photos]
+        ref = outputs["onnxruntime_fp32"]
+        scores = {}
+        for key, outs in outputs.items():
+            agreement = min(output_psnr(a.astype(np.float32) / 255, b.astype(np.float32) / 255) for a, b in zip(outs, ref))
+            diff = max(int(np.abs(a.astype(np.int16) - b).max()) for a, b in zip(outs, ref))
+            scores[key] = {"agreement_db": round(min(agreement, 999.0), 2), "max_abs_diff_255": diff,
+                           "usable": int(key == "onnxruntime_fp32" or agreement >= min_agreement_db)}
+            if not scores[key]["usable"]:
+                log.warning("%s %s: agrees with fp32 at %.1f dB < export.style_min_agreement_db %.1f: marked unusable",
+                            name, key, agreement, min_agreement_db)
+            log.info("%s %s: agreement with fp32 %.1f dB, max |diff| %d/255", name, key, agreement, diff)
+        record = {"task": "style", "min_agreement_db": min_agreement_db, "images_unseen": len(photos),
+                  "paintings": len(art) if kind == "meta" else 0, "size": size, "variants": scores}
+        for f in files:
+            write_json(record, record_path(f))
+            records[f.name] = record
+    return records

@@ -42,6 +42,18 @@ def export_style(params: Params, root: Path) -> dict:
     r = export_meta(net, backbone, out, style_size=params.style.meta.style_size, opset=opset, atol=atol,
                     metadata={"backbone": backbone.description})
     report.update({f"meta_{k}": v for k, v in r.items()})
+    if params.export.evaluate_precisions:
+        from ..data.style_data import style_names
+        from ..export.precision import evaluate_style_precisions
+
+        # OpenVINO bf16 (and fp32) against onnxruntime fp32 on unseen photos and held-out paintings: the
+        # record engine auto needs before it runs a style graph in anything but fp32
+        records = evaluate_style_precisions(out, params.style.fast.styles, list(style_names(paths, "val").values()),
+                                            min_agreement_db=params.export.style_min_agreement_db,
+                                            engine=params.engine)
+        report.update({f"precision_{graph.removesuffix('.onnx')}_{variant}_agreement_db": v["agreement_db"]
+                       for graph, rec in records.items() if graph != "transformer.onnx"
+                       for variant, v in rec["variants"].items() if variant != "onnxruntime_fp32"})
     write_json(report, paths.base / "export_style_onnx.json")
     log.info("exported %s", report)
     return report

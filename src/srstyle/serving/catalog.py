@@ -51,6 +51,9 @@ class ServedModel:
         if self.kind == "sr":
             p = self.predictor
             d.update(scale=p.scale, color=p.color, receptive_radius=p.receptive_radius)
+        decision = getattr(getattr(self.predictor, "engine", None), "decision", None)
+        if decision:  # engine auto: what ran, what was measured, why the others were not chosen
+            d["engine"] = decision
         return d
 
 

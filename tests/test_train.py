@@ -342,3 +342,27 @@ def test_uint8_batches_become_the_same_floats_on_the_device(patches):
         assert torch.equal(got, ref)
     rgb = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
     assert torch.equal(PatchStore._uint8_to(rgb, torch.device("cpu"), torch.channels_last), PatchStore._to_tensor(rgb))
+
+
+def test_each_sample_gets_its_own_dihedral_transform_applied_to_lr_and_hr_alike():
+    """Per-sample augmentation (BasicSR's): 32 copies of one patch come out as several of the 8 rotations and
+    flips, each LR still the block-downscaled version of its HR (the same transform on both), and the stream
+    is a pure function of the generator (same seed, same batch)."""
+    import numpy as np
+
+    from srstyle.data.datasets import dihedral
+
+    lr0 = np.random.default_rng(0).integers(0, 256, (4, 4), dtype=np.uint8)
+    views = {np.rot90(v, k).tobytes() for k in range(4) for v in (lr0, lr0[:, ::-1])}
+
+    def augmented(seed):
+        lr = np.repeat(lr0[None], 32, axis=0)
+        hr = np.kron(lr, np.ones((1, 3, 3), np.uint8))
+        dihedral(lr, hr, np.random.default_rng(seed))
+        return lr, hr
+
+    lr, hr = augmented(1)
+    assert np.array_equal(hr, np.kron(lr, np.ones((1, 3, 3), np.uint8)))
+    seen = {x.tobytes() for x in lr}
+    assert seen <= views and len(seen) >= 6  # 32 draws of 8 transforms (one per batch would give 1)
+    assert all(np.array_equal(a, b) for a, b in zip(augmented(1), (lr, hr)))

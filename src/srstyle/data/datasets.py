@@ -10,6 +10,20 @@ import torch
 from ..io import read_json
 
 
+def dihedral(lr: np.ndarray, hr: np.ndarray, rng: np.random.Generator) -> None:
+    """In place: each sample's LR and HR patch (N,H,W[,C]) get the same one of the 8 rotations/flips, drawn
+    per sample (BasicSR's ``augment``); one draw of 2N numbers per batch, so the stream stays a pure
+    function of the generator's state (exact resume). Non-square patches only flip/rotate by 180 degrees."""
+    n = len(lr)
+    square = lr.shape[1] == lr.shape[2]
+    turns = rng.integers(4, size=n) if square else 2 * rng.integers(2, size=n)
+    flips = rng.integers(2, size=n).astype(bool)
+    for j in range(n):
+        for a in (lr, hr):
+            x = np.rot90(a[j], int(turns[j]), axes=(0, 1))
+            a[j] = (x[:, ::-1] if flips[j] else x).copy()  # x is a view of a[j]
+
+
 class PatchStore:
     """One store written by the patches stage (``hr.npy``, ``lr.npy``, ``index.json``), memory-mapped."""
 
@@ -34,7 +48,7 @@ class PatchStore:
         return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
 
     def batch(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """LR and HR tensors for ``indices``; with ``rng``, one random dihedral transform per batch."""
+        """LR and HR tensors for ``indices``; with ``rng``, a random dihedral transform per sample."""
         lr, hr = self._gather(indices, rng)
         return self._to_tensor(lr), self._to_tensor(hr)
 
@@ -63,10 +77,7 @@ class PatchStore:
         lr[order] = self.lr[indices[order]]
         hr[order] = self.hr[indices[order]]
         if rng is not None:
-            k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            lr, hr = np.rot90(lr, k, axes=(1, 2)), np.rot90(hr, k, axes=(1, 2))
-            if flip:
-                lr, hr = lr[:, :, ::-1], hr[:, :, ::-1]
+            dihedral(lr, hr, rng)
         return lr, hr
 
     def iter_batches(self, batch_size: int):

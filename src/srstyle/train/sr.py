@@ -1,7 +1,7 @@
 """Supervised SR training (pixel loss) from the patch store: the step and validation functions that
 :func:`srstyle.train.loop.fit` runs (budget, schedule, keep-best, exact resume, MLflow are the skeleton's).
 
-One step: draw a batch from the seeded sampler, apply one random dihedral transform, forward, loss,
+One step: draw a batch from the seeded sampler, give each sample a random dihedral transform, forward, loss,
 optimiser step. Validation: PSNR on Y over the validation patch store; ``model.pt`` holds the best
 validated weights.
 """

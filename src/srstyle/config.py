@@ -140,6 +140,10 @@ class LoopConfig(_Strict):
     # clearly faster (AMX: 2-3x; AVX512-BF16 on AMD EPYC: slower for EDSR), else fp32. Weights, optimiser
     # state, validation, checkpoints and exports stay fp32 (srstyle.train.precision).
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # Build the next batch (memmap gather, per-sample augmentation, pinned uint8 copy to the device) on a
+    # worker thread while the current step computes. auto: on CUDA; off on a CPU, where the worker would
+    # take a core from the step. Draws stay in step order and resume stays exact (Progress.next_batch).
+    prefetch: Literal["auto", "on", "off"] = "auto"
 
 
 class TrainConfig(LoopConfig):

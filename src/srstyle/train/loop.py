@@ -34,6 +34,7 @@ import math
 import os
 import random
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -189,9 +190,12 @@ class Progress:
     logged row, the spike detector, the best validation, the step budget, the MLflow run id and the
     training time summed over sessions, and the fp16 gradient scaler (``amp``)."""
 
-    def __init__(self, n_items: int, batch_size: int, seed: int, amp: MixedPrecision | None = None):
+    def __init__(self, n_items: int, batch_size: int, seed: int, amp: MixedPrecision | None = None,
+                 prefetch: bool = False):
         from ..data.datasets import BatchSampler
 
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="srstyle-prefetch") if prefetch else None
+        self._ahead: tuple[Future, tuple[dict, dict]] | None = None   # the next batch, and the draws before it
         self.amp = amp or MixedPrecision("fp32")
         self.sampler = BatchSampler(n_items, batch_size, seed)
         self.augment = np.random.default_rng(seed + 1)
@@ -211,6 +215,40 @@ class Progress:
         precision (in fp16 through the gradient scaler: clip sees unscaled gradients). Every step function
         backwards through this."""
         self.amp.optimize(loss, optimizer, clip)
+
+    def next_batch(self, build: Callable[[np.ndarray, np.random.Generator], Any]) -> Any:
+        """The step's batch: ``build(indices, augment)`` on the indices the sampler draws next.
+
+        With prefetch the following batch is submitted to a worker thread at once, so its gathering,
+        augmentation and host-to-device copy overlap this step's compute. Its indices are drawn here, on the
+        training thread, in step order, and only the worker touches ``augment`` (it is idle whenever a
+        draw or a snapshot happens); :meth:`state` saves both generators as they were before that batch's
+        draws, so a resumed run draws exactly the batches the uninterrupted one did."""
+        if self._pool is None:
+            return build(self.sampler.next_indices(), self.augment)
+        if self._ahead is None:
+            self._ahead = self._submit(build)
+        batch = self._ahead[0].result()
+        self._ahead = self._submit(build)
+        return batch
+
+    def _submit(self, build) -> tuple[Future, tuple[dict, dict]]:
+        before = (self.sampler.state(), self.augment.bit_generator.state)
+        return self._pool.submit(build, self.sampler.next_indices(), self.augment), before
+
+    def _drop_ahead(self) -> None:
+        """Forget the batch drawn ahead and put the generators back to before its draws."""
+        if self._ahead is not None:
+            self._ahead[0].exception()  # wait: the worker must be done with the generators
+            sampler, augment = self._ahead[1]
+            self.sampler.load_state(sampler)
+            self.augment.bit_generator.state = augment
+            self._ahead = None
+
+    def close(self) -> None:
+        self._drop_ahead()
+        if self._pool is not None:
+            self._pool.shutdown()
 
     def start_clock(self) -> None:
         self._t0 = time.perf_counter()
@@ -234,9 +272,10 @@ class Progress:
         return sums, count
 
     def state(self) -> dict:
+        sampler, augment = self._ahead[1] if self._ahead else (self.sampler.state(), self.augment.bit_generator.state)
         return {
             "step": self.step, "total_steps": self.total or 0, "run_id": self.run_id or "",
-            "sampler": json.dumps(self.sampler.state()), "augment": json.dumps(self.augment.bit_generator.state),
+            "sampler": json.dumps(sampler), "augment": json.dumps(augment),
             "torch_rng": torch.get_rng_state(), "history": json.dumps(self.history),
             "running": json.dumps({"sums": {k: float(v) for k, v in self.sums.items()}, "count": self.count}),
             "spikes": json.dumps(self.spikes), "best": json.dumps(self.best), "seconds": self.seconds,
@@ -244,6 +283,7 @@ class Progress:
         }
 
     def load(self, ckpt: dict) -> None:
+        self._drop_ahead()  # a batch drawn ahead of the restored state is not the next one any more
         self.step = int(ckpt["step"])
         self.total = int(ckpt.get("total_steps", 0)) or None
         self.run_id = ckpt.get("run_id") or None
@@ -429,7 +469,9 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
     if choice.precision != "fp32":  # a checkpoint of one precision never resumes a run of another
         t = dataclasses.replace(t, fingerprint=fingerprint(t.fingerprint, choice.precision))
     amp = MixedPrecision(choice.precision, device)
-    state = Progress(t.n_items, cfg.batch_size, t.seed, amp)
+    prefetch = getattr(cfg, "prefetch", "off")
+    state = Progress(t.n_items, cfg.batch_size, t.seed, amp,
+                     prefetch=prefetch == "on" or (prefetch == "auto" and device.type == "cuda"))
     ema = WeightAverage(t.model, cfg.ema) if cfg.ema else None
     ckpt_dir = out_dir / "checkpoints"
     ckpt_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
@@ -518,6 +560,7 @@ def fit(t: Trainer, *, tracking: TrackingConfig | None = None, tracking_root: Pa
             if ctx.is_main:
                 save_checkpoint(ckpt_path, _capture(t, state, ema))
     bar.close()
+    state.close()
     state.step = end
     elapsed = time.perf_counter() - t_start
     if cfg.time_budget_s and start == 0 and end >= plan.total and elapsed > 1.25 * cfg.time_budget_s:

@@ -94,10 +94,9 @@ def supervised_trainer(params: Params, run_name: str, patches_dir: Path, out_dir
     step_loss = wrap_loss(model, lambda m, x, y: compute_loss(m, x, y, loss_fn), ctx)
 
     def step(state: Progress, i: int, plan: Plan) -> dict[str, torch.Tensor]:
-        indices = state.sampler.next_indices()  # the global batch, drawn identically on every rank
-        if ctx.enabled:
-            indices = indices[ctx.shard(len(indices))]
-        lr, hr = train_store.batch_to(indices, state.augment if cfg.augment else None, device)
+        # the global batch, drawn identically on every rank; prefetched on a worker thread where on
+        lr, hr = state.next_batch(lambda indices, rng: train_store.batch_to(
+            indices[ctx.shard(len(indices))] if ctx.enabled else indices, rng if cfg.augment else None, device))
         loss = step_loss(model_input(lr, cls.input_kind, scale), hr)
         state.optimize(loss, optimizer, clip=lambda: clip_gradients(model, optimizer, cfg))
         return {"train_loss": loss.detach()}

@@ -57,7 +57,7 @@ def srgan_trainer(params: Params, run_name: str, patches_dir: Path, out_dir: Pat
         return plan.scaled(cfg.pretrain_steps)
 
     def step(state: Progress, i: int, plan: Plan) -> dict[str, torch.Tensor]:
-        lr, hr = train_store.batch_to(state.sampler.next_indices(), state.augment if cfg.augment else None, device)
+        lr, hr = state.next_batch(lambda indices, rng: train_store.batch_to(indices, rng if cfg.augment else None, device))
         if i < pretrain_end(plan):
             loss = F.mse_loss(generator(lr), hr)
             state.optimize(loss, g_opt, clip=lambda: clip_gradients(generator, g_opt, cfg))

@@ -366,6 +366,13 @@ def test_each_sample_gets_its_own_dihedral_transform_applied_to_lr_and_hr_alike(
     seen = {x.tobytes() for x in lr}
     assert seen <= views and len(seen) >= 6  # 32 draws of 8 transforms (one per batch would give 1)
     assert all(np.array_equal(a, b) for a, b in zip(augmented(1), (lr, hr)))
+    # DDP: each rank draws for the global batch and applies its shard's draws: the single process's transforms
+    halves = []
+    for shard in (slice(0, 16), slice(16, 32)):
+        part = np.repeat(lr0[None], 16, axis=0)
+        dihedral(part, np.kron(part, np.ones((1, 3, 3), np.uint8)), np.random.default_rng(1), shard, 32)
+        halves.append(part)
+    assert np.array_equal(np.concatenate(halves), lr)
 
 
 def test_prefetching_batches_changes_nothing_and_resumes_exactly(patches, tmp_path):

@@ -10,15 +10,20 @@ import torch
 from ..io import read_json
 
 
-def dihedral(lr: np.ndarray, hr: np.ndarray, rng: np.random.Generator) -> None:
+def dihedral(lr: np.ndarray, hr: np.ndarray, rng: np.random.Generator, shard: slice | None = None,
+             global_batch: int | None = None) -> None:
     """In place: each sample's LR and HR patch (N,H,W[,C]) get the same one of the 8 rotations/flips, drawn
-    per sample (BasicSR's ``augment``); one draw of 2N numbers per batch, so the stream stays a pure
-    function of the generator's state (exact resume). Non-square patches only flip/rotate by 180 degrees."""
-    n = len(lr)
+    per sample (BasicSR's ``augment``); one draw of 2 x the global batch per step, so the stream stays a pure
+    function of the generator's state (exact resume), and under DDP each rank (``shard`` of a
+    ``global_batch``) applies the draws of its own samples: the transforms a single process would have
+    applied to them. Non-square patches only flip/rotate by 180 degrees."""
+    n = global_batch or len(lr)
     square = lr.shape[1] == lr.shape[2]
     turns = rng.integers(4, size=n) if square else 2 * rng.integers(2, size=n)
     flips = rng.integers(2, size=n).astype(bool)
-    for j in range(n):
+    if shard is not None:
+        turns, flips = turns[shard], flips[shard]
+    for j in range(len(lr)):
         for a in (lr, hr):
             x = np.rot90(a[j], int(turns[j]), axes=(0, 1))
             a[j] = (x[:, ::-1] if flips[j] else x).copy()  # x is a view of a[j]
@@ -53,14 +58,14 @@ class PatchStore:
         return self._to_tensor(lr), self._to_tensor(hr)
 
     def batch_to(self, indices: np.ndarray, rng: np.random.Generator | None, device: torch.device,
-                 memory_format=torch.channels_last) -> tuple[torch.Tensor, torch.Tensor]:
+                 memory_format=torch.channels_last, shard: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`batch` on ``device``: on a GPU the uint8 patches (a quarter of float32's bytes) go from pinned
         memory with an asynchronous copy and become float there; the values are the same as :meth:`batch`'s
         (x / 255 is correctly rounded on both). On the CPU it is :meth:`batch`."""
         if device.type != "cuda":
-            lr, hr = self.batch(indices, rng)
+            lr, hr = (self._to_tensor(a) for a in self._gather(indices, rng, shard))
             return lr.to(device, memory_format=memory_format), hr.to(device, memory_format=memory_format)
-        return tuple(self._uint8_to(a, device, memory_format) for a in self._gather(indices, rng))
+        return tuple(self._uint8_to(a, device, memory_format) for a in self._gather(indices, rng, shard))
 
     @staticmethod
     def _uint8_to(a: np.ndarray, device: torch.device, memory_format) -> torch.Tensor:
@@ -70,14 +75,19 @@ class PatchStore:
         # NHWC in memory is channels_last already: the permute is a view, the division writes the floats
         return (t.permute(0, 3, 1, 2).float() / 255.0).contiguous(memory_format=memory_format)
 
-    def _gather(self, indices: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    def _gather(self, indices: np.ndarray, rng: np.random.Generator | None,
+                shard: slice | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The patches of ``indices`` (of ``indices[shard]``: a DDP rank's part of the global batch)."""
+        global_batch = len(indices)
+        if shard is not None:
+            indices = indices[shard]
         order = np.argsort(indices)  # sorted reads are kinder to the page cache
         lr = np.empty((len(indices), *self.lr.shape[1:]), dtype=np.uint8)
         hr = np.empty((len(indices), *self.hr.shape[1:]), dtype=np.uint8)
         lr[order] = self.lr[indices[order]]
         hr[order] = self.hr[indices[order]]
         if rng is not None:
-            dihedral(lr, hr, rng)
+            dihedral(lr, hr, rng, shard, global_batch)
         return lr, hr
 
     def iter_batches(self, batch_size: int):

@@ -129,9 +129,10 @@ def evaluate_style_precisions(onnx_dir: Path | str, fast_styles: list[str], pain
 
     A stylised image has no ground truth to lose PSNR against, so a style record has no ``drop_db``: a
     variant's ``agreement_db`` is the PSNR between its 8-bit output and fp32's (the worst image counts),
-    and it is ``usable`` when that is at least ``min_agreement_db``. The meta network is scored end to end
-    (painting -> weights -> stylised photo, both graphs in the variant) and the record is written for both
-    of its graphs. Returns {graph file name: record}; writes ``<graph>.precision.json`` beside each."""
+    and it is ``usable`` when that is at least ``min_agreement_db``. The meta network's two graphs are
+    scored end to end (painting -> weights -> stylised photo) with one graph in the variant and the other in
+    fp32: the painting encoder runs once per painting, the transformer once per image, so either may run
+    in bf16 without the other. Returns {graph file name: record}; writes ``<graph>.precision.json``."""
     from ..io import load_rgb, write_json
     from ..predict.style import MetaStylePredictor, StylePredictor
     from ..engine_auto import record_path
@@ -143,23 +144,34 @@ def evaluate_style_precisions(onnx_dir: Path | str, fast_styles: list[str], pain
         log.warning("no unseen photos (scikit-learn missing): style precisions not evaluated")
         return {}
     art = [load_rgb(p) for p in paintings]
-    jobs = {f"fast_{s}.onnx": ("fast", [onnx_dir / f"fast_{s}.onnx"]) for s in fast_styles}
-    if (onnx_dir / "metanet.onnx").is_file() and art:
-        jobs["metanet.onnx"] = ("meta", [onnx_dir / "metanet.onnx", onnx_dir / "transformer.onnx"])
+    # graph -> how to stylise the photos with that graph in the variant ``cfg`` (everything else in fp32)
+    jobs = {f"fast_{s}.onnx": ("fast", onnx_dir / f"fast_{s}.onnx") for s in fast_styles}
+    meta_pair = (onnx_dir / "metanet.onnx", onnx_dir / "transformer.onnx")
+    if meta_pair[0].is_file() and art:
+        jobs["metanet.onnx"] = ("metanet", meta_pair[0])
+        jobs["transformer.onnx"] = ("transformer", meta_pair[1])
+    reference = base.model_copy(update={"backend": "onnxruntime", "precision": "fp32"})
+    meta_ref = MetaStylePredictor.from_onnx(*meta_pair, reference) if "metanet.onnx" in jobs else None
+
+    def stylised(kind: str, path: Path, cfg: EngineConfig) -> list[np.ndarray]:
+        if kind == "fast":
+            model = StylePredictor.from_onnx(path, cfg)
+            return [model.stylize(rgb) for _, rgb in photos]
+        variant = MetaStylePredictor.from_onnx(*meta_pair, cfg)
+        # the painting encoder runs once per painting, the transformer once per image: scored apart, so
+        # one can run in bf16 while the other stays fp32
+        encoder, transformer = (variant, meta_ref) if kind == "metanet" else (meta_ref, variant)
+        weights = [encoder.weights(a) for a in art]
+        return [transformer.stylize(rgb, weights=w) for w in weights for _, rgb in photos]
+
     records = {}
-    for name, (kind, files) in jobs.items():
+    for name, (kind, path) in jobs.items():
         outputs = {}
-        for backend, precision in variants or runnable_variants(files[0]):
+        for backend, precision in variants or runnable_variants(path):
             if precision == "int8":
                 continue  # no int8 style graphs are exported
-            cfg = base.model_copy(update={"backend": backend, "precision": precision})
-            if kind == "fast":
-                model = StylePredictor.from_onnx(files[0], cfg)
-                outputs[f"{backend}_{precision}"] = [model.stylize(rgb) for _, rgb in photos]
-            else:
-                model = MetaStylePredictor.from_onnx(files[0], files[1], cfg)
-                weights = [model.weights(a) for a in art]
-                outputs[f"{backend}_{precision}"] = [model.stylize(rgb, weights=w) for w in weights for _, rgb in photos]
+            outputs[f"{backend}_{precision}"] = stylised(kind, path, base.model_copy(update={"backend": backend,
+                                                                                          "precision": precision}))
         ref = outputs["onnxruntime_fp32"]
         scores = {}
         for key, outs in outputs.items():
@@ -172,8 +184,7 @@ def evaluate_style_precisions(onnx_dir: Path | str, fast_styles: list[str], pain
                             name, key, agreement, min_agreement_db)
             log.info("%s %s: agreement with fp32 %.1f dB, max |diff| %d/255", name, key, agreement, diff)
         record = {"task": "style", "min_agreement_db": min_agreement_db, "images_unseen": len(photos),
-                  "paintings": len(art) if kind == "meta" else 0, "size": size, "variants": scores}
-        for f in files:
-            write_json(record, record_path(f))
-            records[f.name] = record
+                  "paintings": len(art) if kind != "fast" else 0, "size": size, "variants": scores}
+        write_json(record, record_path(path))
+        records[name] = record
     return records

@@ -52,7 +52,7 @@ def export_style(params: Params, root: Path) -> dict:
                                             min_agreement_db=params.export.style_min_agreement_db,
                                             engine=params.engine)
         report.update({f"precision_{graph.removesuffix('.onnx')}_{variant}_agreement_db": v["agreement_db"]
-                       for graph, rec in records.items() if graph != "transformer.onnx"
+                       for graph, rec in records.items()
                        for variant, v in rec["variants"].items() if variant != "onnxruntime_fp32"})
     write_json(report, paths.base / "export_style_onnx.json")
     log.info("exported %s", report)

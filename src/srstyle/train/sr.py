@@ -96,7 +96,7 @@ def supervised_trainer(params: Params, run_name: str, patches_dir: Path, out_dir
     def step(state: Progress, i: int, plan: Plan) -> dict[str, torch.Tensor]:
         # the global batch, drawn identically on every rank; prefetched on a worker thread where on
         lr, hr = state.next_batch(lambda indices, rng: train_store.batch_to(
-            indices[ctx.shard(len(indices))] if ctx.enabled else indices, rng if cfg.augment else None, device))
+            indices, rng if cfg.augment else None, device, shard=ctx.shard(len(indices)) if ctx.enabled else None))
         loss = step_loss(model_input(lr, cls.input_kind, scale), hr)
         state.optimize(loss, optimizer, clip=lambda: clip_gradients(model, optimizer, cfg))
         return {"train_loss": loss.detach()}

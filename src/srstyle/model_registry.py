@@ -450,7 +450,7 @@ def champion_files(folder: Path) -> dict[str, Path]:
     if extra.is_dir():
         files.update({p.name: p for p in extra.glob("*.onnx")})
         # an extra graph's own record (the meta network's transformer.precision.json) already lies beside it
-        own = {p.name.removesuffix(INT8_SUFFIX).removesuffix(".onnx") for p in extra.glob("*.onnx")}
+        own = {p.name.removesuffix(".onnx") for p in extra.glob("*.onnx") if not p.name.endswith(INT8_SUFFIX)}
         records = [p for p in sorted(extra.glob(f"*{PRECISION_SUFFIX}")) if p.name.removesuffix(PRECISION_SUFFIX) not in own]
         if records:
             files["precision"] = records[0]

@@ -308,7 +308,9 @@ def _onnx_run_id(onnx_file: Path) -> str | None:
 def _precision_file(onnx_file: Path) -> Path:
     """The export stage's precision evaluation of ``onnx_file``; registered with it (as an extra file) so a
     champion served from the registry or a Bento keeps the gates of ``engine.precision: auto``."""
-    return onnx_file.with_name(onnx_file.stem + PRECISION_SUFFIX)
+    from .engine_auto import record_path
+
+    return record_path(onnx_file)
 
 
 def promote_runs(params, paths, root, ship: bool | None = None) -> dict:

@@ -126,10 +126,12 @@ def model_dir(tmp_path_factory):
 def tiny_repro(tmp_path_factory):
     """``tests.helpers.make_tiny_project`` (espcn_x3 and fsrcnn_x3, the style chain on TINY_STYLE) after a real
     `dvc repro` of every stage: (root, env, log of the repro). Read-only: a test that reruns stages, commits or
-    trains works on ``copy_project(root, ...)``."""
+    trains works on ``copy_project(root, ...)`` (test_dvc_repro.py's commit, test_faults_flow.py's run cache,
+    test_flows.py's Prefect flow runs)."""
     from tests.helpers import make_tiny_project, tiny_env
 
-    root = make_tiny_project(tmp_path_factory.mktemp("tiny-repro") / "proj")
+    root = make_tiny_project(tmp_path_factory.mktemp("tiny-repro") / "proj",
+                             extra=("bentofile.yaml", "bento_service.py", "constraints.txt"))  # test_flows packages
     env = tiny_env()
     proc = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, f"dvc repro of the tiny project failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

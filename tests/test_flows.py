@@ -14,8 +14,6 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from tests.helpers import make_tiny_project  # noqa: E402
-
 DVC = str(Path(sys.executable).parent / "dvc")
 
 
@@ -64,36 +62,47 @@ def _gpu_probe_flow():
     return probe
 
 
-def _run_flow(base: Path, **kwargs) -> dict:
-    """A tiny project (two runs in params.yaml; the flow narrows them to espcn_x3) and one flow run on it."""
+# The flow's run parameters: narrowed to espcn_x3 (params.yaml has two runs) with fewer steps than the champion's.
+FLOW_OVERRIDES = {"recipes.espcn.steps": 6}
+# What those parameters make DVC rerun on the session's finished tiny project: patches (it reads `runs`: the
+# stores the runs need), espcn_x3's chain and what reads it.
+RERUN = ["patches", "train@espcn_x3", "evaluate@espcn_x3", "export_onnx@espcn_x3", "compare", "benchmark", "promote", "curves"]
+
+
+def _run_flow(base: Path, tiny_repro, **kwargs) -> dict:
+    """One flow run on a copy of the session's finished tiny project (tests/conftest.py ``tiny_repro``: one real
+    `dvc repro` of every stage, espcn_x3 and fsrcnn_x3 trained for 20 steps, espcn_x3 the first champion of
+    sr-x3). The flow narrows the runs to espcn_x3 at 6 steps: DVC reruns espcn_x3's chain and what reads it,
+    skips the rest (the style chain among them), and the weaker new version becomes the challenger only."""
     from prefect.artifacts import Artifact
 
     from pipelines.retrain import REPORT_KEY, retrain
+    from tests.helpers import copy_project
 
-    root = make_tiny_project(base / "proj", runs={"espcn_x3": {"model": "espcn", "scale": 3},
-                                                 "fsrcnn_x3": {"model": "fsrcnn", "scale": 3}},
-                             extra=("bentofile.yaml", "bento_service.py", "constraints.txt"))
+    root = copy_project(tiny_repro[0], base / "proj")
     subprocess.run([DVC, "remote", "add", "-d", "local", "../remote"], cwd=root, check=True, capture_output=True)
-    out = {"root": root, "params_before": (root / "params.yaml").read_bytes()}
+    out = {"root": root, "params_before": (root / "params.yaml").read_bytes(),
+           "fsrcnn_before": (root / "data/models/fsrcnn_x3/train_metrics.json").read_bytes(),
+           "lock_before": (root / "dvc.lock").read_text(),
+           "decisions_before": json.loads((root / "data/registry/decisions.json").read_text())}
     t0 = time.perf_counter()
-    out["result"] = retrain(project_dir=str(root), models=["espcn"], scale=3, overrides={"recipes.espcn.steps": 16},
-                            **kwargs)
+    out["result"] = retrain(project_dir=str(root), models=["espcn"], scale=3, overrides=FLOW_OVERRIDES, **kwargs)
     out["seconds"] = time.perf_counter() - t0
     out["artifact"] = Artifact.get(REPORT_KEY).data
     return out
 
 
 @pytest.fixture(scope="module")
-def flow_run(tmp_path_factory):
-    """One flow run on a fresh tiny project, under a Prefect test server that stays up for the module (the
-    slow test below continues on a copy of this project in the same server)."""
+def flow_run(tiny_repro, tmp_path_factory):
+    """One flow run (``_run_flow``) under a Prefect test server that stays up for the module (the slow test
+    below continues on a copy of this project in the same server)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
     from prefect.testing.utilities import prefect_test_harness
 
     base = tmp_path_factory.mktemp("flow")
     with _Env(base / "prefect-home"), prefect_test_harness(server_startup_timeout=60):
-        out = _run_flow(base, push_remote=True, build_bento=False)  # bentoml build: in the slow test below
+        out = _run_flow(base, tiny_repro, push_remote=True, build_bento=False)  # bentoml build: the slow test
         out["gpu_intervals"] = sorted(_gpu_probe_flow()())
         with get_client(sync_client=True) as client:
             out["train_runs"] = client.read_task_runs(
@@ -112,36 +121,52 @@ def _mlflow_run(root: Path, run_id: str):
     return mlflow.get_run(run_id)
 
 
-def test_flow_runs_every_dvc_stage_then_packages(flow_run):
+def test_flow_reruns_what_its_parameters_change_then_packages(flow_run):
     from pipelines.dvc_graph import lock_entry, stage_order
 
     root, result = flow_run["root"], flow_run["result"]
     assert result["runs"] == ["espcn_x3"]
-    assert result["params_changes"] == {"runs": {"espcn_x3": {"model": "espcn", "scale": 3}}, "recipes.espcn.steps": 16}
+    assert result["params_changes"] == {"runs": {"espcn_x3": {"model": "espcn", "scale": 3}}, "recipes.espcn.steps": 6}
     stages = result["stages"]
-    assert {"compare", "benchmark", "curves", "promote", "train_meta"} <= set(stages)
-    assert [s["stage"] for s in result["steps"] if s["ran"]] == stages + ["package", "dvc push"]
-    assert not (root / "data/models/fsrcnn_x3").exists()
-    assert json.loads((root / "data/models/espcn_x3/train_metrics.json").read_text())["steps"] == 16
+    # every stage of dvc.yaml for the narrowed runs is a task (fsrcnn_x3's are not), in DVC's order
+    assert {"compare", "benchmark", "curves", "promote", "train_meta", "export_style_onnx"} <= set(stages)
+    assert not any("fsrcnn" in s for s in stages)
+    # DVC decided what reran (read from dvc.lock): patches, espcn_x3's chain and what reads it, in order; not
+    # fetch/validate, not the style chain (their inputs did not change); then the packaging and the push
+    assert [s["stage"] for s in result["steps"] if s["ran"]] == RERUN + ["package", "dvc push"]
+    assert [s for s in stages if s in RERUN] == RERUN
+    assert (root / "data/models/fsrcnn_x3/train_metrics.json").read_bytes() == flow_run["fsrcnn_before"]
+    assert json.loads((root / "data/models/espcn_x3/train_metrics.json").read_text())["steps"] == 6
     # the run's parameters were for this run: params.yaml is back as it was, dvc.lock records what ran
     assert (root / "params.yaml").read_bytes() == flow_run["params_before"]
-    assert lock_entry(root, "train@espcn_x3")["params"]["params.yaml"]["recipes.espcn"]["steps"] == 16
+    assert lock_entry(root, "train@espcn_x3")["params"]["params.yaml"]["recipes.espcn"]["steps"] == 6
+    assert "train@fsrcnn_x3" in flow_run["lock_before"] and lock_entry(root, "train@fsrcnn_x3")
     assert stage_order(root) != stages  # params.yaml's two runs again: fsrcnn_x3's stages are back
     metrics = result["metrics"]["espcn_x3"]
-    assert metrics["psnr"] > 15 and metrics["psnr_gain"] == pytest.approx(metrics["psnr"] - metrics["bicubic_psnr"], abs=1e-3)
+    assert metrics["psnr"] > 5 and metrics["psnr_gain"] == pytest.approx(metrics["psnr"] - metrics["bicubic_psnr"], abs=1e-3)
+    assert result["metrics"]["espcn_x3"]["psnr"] < flow_run["decisions_before"]["espcn_x3"]["psnr"]
+    # the champion (espcn_x3 at 20 steps, version 1) is what gets packaged: the weaker challenger is not
     decision = result["decisions"]["espcn_x3"]
-    assert decision["outcome"] == "first champion" and decision["registered_model"] == "sr-x3"
+    assert decision["outcome"] == "kept champion" and decision["registered_model"] == "sr-x3"
+    assert str(decision["champion_version"]) == "1" and str(decision["version"]) == "3"
+    assert decision["psnr"] < decision["champion_psnr"] - decision["margin_db"]
     assert "sr-x3.onnx" in result["package"]["files"] and (root / "serve_models/sr-x3.onnx").is_file()
+    packaged = (root / "serve_models/sr-x3.onnx").read_bytes()
+    assert packaged != (root / "data/onnx/espcn_x3/espcn_x3.onnx").read_bytes()  # not the 6-step model
     assert (root / "data/plots/curves.png").is_file() and "espcn_x3" in (root / "data/plots/sr_val_psnr.csv").read_text()
 
 
-def test_style_chain_trains_evaluates_exports_and_reports(flow_run):
+def test_style_chain_is_checked_by_dvc_and_reported_with_its_metrics_and_runs(flow_run):
     import mlflow
 
     root, result, report = flow_run["root"], flow_run["result"], flow_run["artifact"]
     style = result["style"]
     assert style["styles"] == ["starry_night"]
     m = style["metrics"]
+    # the style chain's tasks ran; DVC found each stage up to date (tiny_repro trained them; nothing they read changed)
+    assert {s["stage"]: s["ran"] for s in result["steps"] if "style" in s["stage"] or s["stage"] == "train_meta"} == {
+        "fetch_style": False, "validate_style": False, "train_style@starry_night": False, "train_meta": False,
+        "evaluate_style": False, "export_style_onnx": False, "promote_style": False}
     # even 4 steps (3 for the meta net) move the style loss below the baselines (fast ~0.40; the meta net on
     # held-out paintings ~0.94 with the merged trainer skeleton after 3 steps)
     assert 0 < m["fast_starry_night_style_loss_ratio_to_untrained"] < 0.9
@@ -176,20 +201,22 @@ def test_style_chain_trains_evaluates_exports_and_reports(flow_run):
     meta_train = next(line for line in report.splitlines() if line.startswith("| meta (training paintings) |"))
     assert meta_train.startswith(f"| meta (training paintings) | {m['meta_train_style_loss_over_gatys']:.3f} |")
     assert f"| 3 | `runs:/{runs['meta']}` |" in meta
-    assert "ms/image (32²)" in report and "| train_meta | ran |" in report
+    assert "ms/image (32²)" in report and "| train_meta | up to date (DVC) |" in report
 
 
-def test_registry_alias_points_at_the_trained_run(flow_run):
+def test_registry_aliases_challenger_the_trained_run_and_keep_the_champion(flow_run):
     root, result = flow_run["root"], flow_run["result"]
     champion, challenger = _alias(root, "champion"), _alias(root, "challenger")
     run_id = json.loads((root / "data/models/espcn_x3/mlflow_run.json").read_text())["run_id"]
-    assert str(champion.version) == str(challenger.version) == str(result["decisions"]["espcn_x3"]["version"]) == "1"
-    assert champion.run_id == run_id
+    assert str(challenger.version) == str(result["decisions"]["espcn_x3"]["version"]) == "3"
+    assert challenger.run_id == run_id
+    assert str(champion.version) == "1" and champion.run_id != run_id
+    assert float(champion.tags["metric.psnr"]) == pytest.approx(flow_run["decisions_before"]["espcn_x3"]["psnr"])
     run = _mlflow_run(root, run_id)
     # the flow's metrics (read from metrics.json) agree with what the evaluate stage logged into the run
     assert run.data.metrics["eval_psnr"] == pytest.approx(result["metrics"]["espcn_x3"]["psnr"])
-    assert float(champion.tags["metric.psnr"]) == pytest.approx(run.data.metrics["eval_psnr"])
-    assert run.data.params["train.steps"] == "16"
+    assert float(challenger.tags["metric.psnr"]) == pytest.approx(run.data.metrics["eval_psnr"])
+    assert run.data.params["train.steps"] == "6"
 
 
 def test_markdown_artifact_has_metrics_decision_and_mlflow_run(flow_run):
@@ -199,11 +226,12 @@ def test_markdown_artifact_has_metrics_decision_and_mlflow_run(flow_run):
     run_id = json.loads((root / "data/models/espcn_x3/mlflow_run.json").read_text())["run_id"]
     row = next(line for line in report.splitlines() if line.startswith("| espcn_x3 | ") and "runs:/" in line)
     assert f"| {m['psnr']:.2f} | {m['ssim']:.4f} | {m['bicubic_psnr']:.2f} | {m['bicubic_ssim']:.4f} |" in row
-    assert f"`runs:/{run_id}`" in row and "| 16 |" in row
-    assert "| espcn_x3 | sr-x3 | 1 | **first champion** |" in report
+    assert f"`runs:/{run_id}`" in row and "| 6 |" in row
+    assert "| espcn_x3 | sr-x3 | 3 | **kept champion** |" in report
     assert "MLflow tracking URI: `project:mlruns.db`" in report  # mlflow_run.json records it relative
-    assert "| train@espcn_x3 | ran |" in report and "`recipes.espcn.steps=16`" in report
+    assert "| train@espcn_x3 | ran |" in report and "`recipes.espcn.steps=6`" in report
     assert "| compare | ran |" in report and "| benchmark | ran |" in report
+    assert "| fetch | up to date (DVC) |" in report and "| train_meta | up to date (DVC) |" in report
 
 
 def test_training_is_tagged_gpu_under_a_concurrency_limit(flow_run):
@@ -222,7 +250,11 @@ def test_outputs_were_pushed_to_the_dvc_remote(flow_run):
     root = flow_run["root"]
     assert sum(1 for p in (root.parent / "remote").rglob("*") if p.is_file()) > 5
     status = subprocess.run([DVC, "status", "-c"], cwd=root, capture_output=True, text=True)
-    assert status.returncode == 0 and "new:" not in status.stdout and "missing:" not in status.stdout, status.stdout
+    assert status.returncode == 0 and "missing:" not in status.stdout, status.stdout
+    # everything of the flow's pipeline is in the remote; left out: fsrcnn_x3's outputs (its stages were not
+    # part of this run: tiny_repro made them and nobody pushed them)
+    new = [line.split()[-1] for line in status.stdout.splitlines() if "new:" in line]
+    assert new and all("fsrcnn_x3" in path for path in new), status.stdout
 
 
 def test_bad_override_fails_before_anything_is_written(tmp_path):
@@ -240,11 +272,12 @@ def test_bad_override_fails_before_anything_is_written(tmp_path):
 
 
 @pytest.mark.slow
-def test_rerun_is_skipped_by_dvc_and_a_weaker_challenger_keeps_the_champion(flow_run, tmp_path):
+def test_unchanged_rerun_is_skipped_by_dvc_and_builds_the_bento(flow_run, tmp_path):
     """On a copy of the module's project after its flow run (the tests above read the original, which stays as
-    they expect): the copy's workspace, DVC cache, dvc.lock and MLflow store are those of that first run."""
+    they expect): the copy's workspace, DVC cache, dvc.lock and MLflow store are those of that run."""
     from prefect.artifacts import Artifact
 
+    from pipelines.dvc_graph import downstream
     from pipelines.retrain import REPORT_KEY, retrain
     from tests.helpers import copy_project
 
@@ -252,27 +285,22 @@ def test_rerun_is_skipped_by_dvc_and_a_weaker_challenger_keeps_the_champion(flow
     root = copy_project(first["root"], tmp_path / "proj")
     t0 = time.perf_counter()
     os.environ["BENTOML_HOME"] = str(tmp_path / "bentoml")
-    # the same parameters again, with `bentoml build` this time (what `make package` does)
-    second = retrain(project_dir=str(root), models=["espcn"], scale=3, overrides={"recipes.espcn.steps": 16},
-                     build_bento=True)
+    # the same parameters again, with `bentoml build` this time (what `make package` does);
+    # style=False: the style chain is left out of this run (and of its report)
+    second = retrain(project_dir=str(root), models=["espcn"], scale=3, overrides=FLOW_OVERRIDES, build_bento=True,
+                     style=False)
     print(f"unchanged rerun with bentoml build: {time.perf_counter() - t0:.1f} s; {second['steps'][-1]}")
-    # 6 steps instead of 16: a new version, made `challenger`; `champion` moves only if it wins (it doesn't).
-    # style=False: the style chain is left out of this run (and of its report).
-    third = retrain(project_dir=str(root), models=["espcn"], scale=3, overrides={"recipes.espcn.steps": 6},
-                    style=False)
     report = Artifact.get(REPORT_KEY).data
-    assert "## Style transfer" in second["report"] and "| train_style@starry_night | up to date (DVC) |" in second["report"]
+    assert report == second["report"]
     assert [s["stage"] for s in second["steps"] if s["ran"]] == ["package"]  # DVC skipped every stage
+    style_chain = downstream(root, ["fetch_style"])  # curves too: it plots the style losses
+    assert {"train_meta", "curves"} <= style_chain
+    assert [s["stage"] for s in second["steps"][:-1]] == [s for s in first["result"]["stages"] if s not in style_chain]
     assert second["decisions"] == first["result"]["decisions"]
-    assert third["style"] is None and "## Style transfer" not in report
-    assert not any("style" in s["stage"] or s["stage"] == "train_meta" for s in third["steps"])
+    assert second["style"] is None and "## Style transfer" not in report
+    assert "| train@espcn_x3 | up to date (DVC) |" in report and "`recipes.espcn.steps=6`" in report
     bento = second["package"]["bento"]
     assert bento and ":" in bento and (tmp_path / "bentoml/bentos" / bento.replace(":", "/")).is_dir()
-    decision = third["decisions"]["espcn_x3"]
-    assert str(decision["version"]) == "2" and str(decision["champion_version"]) == "1"
-    assert str(_alias(root, "challenger").version) == "2"
-    assert decision["outcome"] == "kept champion"  # 6 steps: ~12.7 dB vs ~17.9 dB, deterministic (seeded)
-    assert decision["psnr"] < decision["champion_psnr"] - decision["margin_db"]
-    assert str(_alias(root, "champion").version) == "1"
-    assert f"**{decision['outcome']}**" in report and "`recipes.espcn.steps=6`" in report
-    assert second["report"].count(f"Bento: `{bento}`") == 1
+    assert report.count(f"Bento: `{bento}`") == 1
+    # the Bento serves the champion (version 1), not the weaker challenger the first run trained
+    assert (root / "serve_models/sr-x3.onnx").read_bytes() == (first["root"] / "serve_models/sr-x3.onnx").read_bytes()

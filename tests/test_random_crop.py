@@ -174,3 +174,26 @@ def test_a_run_with_its_own_patch_size_crops_the_shared_store(stores):
     assert isinstance(train, RandomCropStore) and train.index["hr_size"] == 12 and val.index["hr_size"] == 12
     default, _ = open_stores(patches, *_params().run("espcn_x3").store("y"))
     assert default.index["hr_size"] == 24 and default.index != train.index  # distinct run fingerprints
+
+
+def test_the_div2k_profile_applies_over_params_yaml():
+    """profiles/div2k.yaml after paper.yaml (later -S flags win) gives valid parameters in random-crop mode."""
+    from pathlib import Path
+
+    import yaml
+
+    from srstyle.cli import profile_args
+
+    root = Path(__file__).resolve().parents[1]
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    flags = profile_args(root / "profiles" / "paper.yaml") + profile_args(root / "profiles" / "div2k.yaml")
+    for flag in flags[1::2]:
+        key, value = flag.split("=", 1)
+        *parents, leaf = key.split(".")
+        node = raw
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = yaml.safe_load(value)
+    params = parse_params(raw)
+    assert params.data.preset == "div2k" and params.patches.crop == "random"
+    assert params.run("edsr_x4").hr_size == 192 and params.patches.subimage_step + 192 <= params.patches.subimage_size

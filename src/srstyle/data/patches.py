@@ -182,7 +182,10 @@ def make_patches(
         if (hr_size or cfg.hr_size) % scale or cfg.stride % scale:
             raise ValueError(f"patches.hr_size={hr_size or cfg.hr_size} and patches.stride={cfg.stride} must be "
                              f"multiples of scale {scale}")
-        if cfg.crop == "random":
+        if cfg.crop == "random":  # a run's scale may be outside patches.scales: check its alignment here too
+            if cfg.subimage_size % scale or cfg.subimage_step % scale:
+                raise ValueError(f"patches.subimage_size={cfg.subimage_size} and patches.subimage_step="
+                                 f"{cfg.subimage_step} must be multiples of scale {scale}")
             check_subimages(cfg, hr_size or cfg.hr_size, f"the {store_name(mode, scale, hr_size)} store's hr_size")
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a DVC output of this stage: stale stores must not survive a change of runs

@@ -197,3 +197,15 @@ def test_the_div2k_profile_applies_over_params_yaml():
     params = parse_params(raw)
     assert params.data.preset == "div2k" and params.patches.crop == "random"
     assert params.run("edsr_x4").hr_size == 192 and params.patches.subimage_step + 192 <= params.patches.subimage_size
+
+
+def test_int8_calibration_reads_either_store(stores, tmp_path):
+    """The export's calibration patches: seeded crops of a random-crop store; a grid store's values unchanged."""
+    from srstyle.export.quantize import calibration_patches
+
+    patches = calibration_patches(stores[1] / "train" / "y_x3", 10, seed=1)
+    assert patches.shape == (10, 1, 8, 8) and patches.dtype == np.float32 and 0 < patches.mean() < 1
+    grid_dir = stores[1] / "val" / "rgb_x3"
+    lr = np.load(grid_dir / "lr.npy")
+    idx = np.sort(np.random.default_rng(0).choice(len(lr), 5, replace=False))
+    np.testing.assert_array_equal(calibration_patches(grid_dir, 5), (lr[idx].astype(np.float32) / 255.0).transpose(0, 3, 1, 2))

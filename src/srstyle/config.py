@@ -98,7 +98,8 @@ class PatchesConfig(_Strict):
     # once as overlapping sub-images (BasicSR's extract_subimages) and each training sample is a random
     # scale-aligned crop of the run's hr_size, drawn at training time; one store serves every patch size up to
     # subimage_size - subimage_step (the overlap keeps every crop position reachable). Validation stays a grid
-    # store (a fixed set, so validations compare); max_per_image bounds it.
+    # store (a fixed set, so validations compare); max_per_image bounds it. min_std and max_per_image do not
+    # apply to the random crops (BasicSR keeps every crop).
     crop: Literal["grid", "random"] = "grid"
     subimage_size: int = Field(480, gt=0)   # BasicSR's DIV2K setting (crop_size 480, step 240)
     subimage_step: int = Field(240, gt=0)

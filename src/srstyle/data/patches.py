@@ -5,6 +5,7 @@ HR image (as SR papers do), then cut HR crops of ``hr_size`` at ``stride`` and t
 Mode ``y`` stores BT.601 luma rounded to uint8 (what reading an 8-bit YCbCr image gives), mode ``rgb``
 stores RGB. A store is a folder of ``.npy`` files (``hr``, ``lr``, ``origin``) plus ``index.json``;
 training reads them with ``mmap_mode="r"``, so nothing is decoded inside the training loop.
+``patches.crop: random`` stores the training images as sub-images instead (:mod:`srstyle.data.subimages`).
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ def make_patches(
     max_pixels: int, progress: bool = True, extra_stores: list[tuple] = (),
     formats: list[str] | None = None,
 ) -> dict:
-    """Run the patches stage over the validated manifest; returns {store path: patch count}.
+    """Run the patches stage over the validated manifest; returns {store path: patch count} (sub-image count
+    for a random-crop store).
 
     Builds a store for every (mode, scale) of ``patches.modes`` x ``patches.scales`` plus ``extra_stores``
     (the stage passes the ones the configured runs need): ``(mode, scale)`` at ``patches.hr_size``, or

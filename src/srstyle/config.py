@@ -122,16 +122,17 @@ class PatchesConfig(_Strict):
         return self
 
 
-def check_subimages(cfg: "PatchesConfig", hr_size: int, what: str) -> None:
+def check_subimages(cfg: "PatchesConfig | dict", hr_size: int, what: str) -> None:
     """Random-crop mode: a crop of ``hr_size`` must fit in a sub-image, and consecutive sub-images must overlap
-    by at least it, else some crop positions would be in no sub-image."""
-    if hr_size > cfg.subimage_size:
+    by at least it, else some crop positions would be in no sub-image. ``cfg``: the patches settings, or a
+    store's index (the same two keys)."""
+    size, step = (cfg[k] if isinstance(cfg, dict) else getattr(cfg, k) for k in ("subimage_size", "subimage_step"))
+    if hr_size > size:
         raise ValueError(f"{what}={hr_size} is larger than the sub-images of random-crop mode (patches.subimage_size="
-                         f"{cfg.subimage_size}): raise patches.subimage_size")
-    if cfg.subimage_step + hr_size > cfg.subimage_size:
-        raise ValueError(f"{what}={hr_size}: with patches.subimage_size={cfg.subimage_size} and subimage_step="
-                         f"{cfg.subimage_step} some crop positions lie in no sub-image; keep subimage_step <= "
-                         f"subimage_size - {hr_size}")
+                         f"{size}): raise patches.subimage_size")
+    if step + hr_size > size:
+        raise ValueError(f"{what}={hr_size}: with patches.subimage_size={size} and subimage_step={step} some crop "
+                         f"positions lie in no sub-image; keep subimage_step <= subimage_size - {hr_size}")
 
 
 class LoopConfig(_Strict):

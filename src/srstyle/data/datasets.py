@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import check_subimages
 from ..io import read_json
 
 
@@ -105,17 +106,13 @@ class RandomCropStore(PatchStore):
     a pure function of the sampler's state, which checkpoints save: resume stays exact, DDP ranks share it."""
 
     def __init__(self, folder: Path | str, hr_size: int | None = None):
-        from ..config import PatchesConfig, check_subimages
-
         self.folder = Path(folder)
         stored = read_json(self.folder / "index.json")
         self.scale, self.mode = int(stored["scale"]), stored["mode"]
         size = int(hr_size or stored["hr_size"])
         if size % self.scale:
             raise ValueError(f"hr_size={size} is not a multiple of the store's scale {self.scale}")
-        sub = PatchesConfig(scales=[self.scale], hr_size=self.scale, stride=self.scale,
-                            subimage_size=stored["subimage_size"], subimage_step=stored["subimage_step"])
-        check_subimages(sub, size, f"{self.folder}: hr_size")  # one sub-image store serves sizes up to size - step
+        check_subimages(stored, size, f"{self.folder}: hr_size")  # one store serves sizes up to size - step
         self.size, self.images = size, stored["images"]
         self.hr = np.load(self.folder / "hr.npy", mmap_mode="r")
         self.lr = np.load(self.folder / "lr.npy", mmap_mode="r")

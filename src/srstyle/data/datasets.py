@@ -1,4 +1,5 @@
-"""Read access to the patch store: memory-mapped arrays and seeded, resumable batch sampling."""
+"""Read access to the patch stores (grid patches, or random crops of sub-images: :func:`open_store` picks the
+class from index.json): memory-mapped arrays and seeded, resumable batch sampling."""
 
 from __future__ import annotations
 

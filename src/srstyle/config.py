@@ -94,6 +94,15 @@ class PatchesConfig(_Strict):
     # Drop training patches whose HR luma standard deviation is below this (flat sky, black borders):
     # they teach nothing bicubic does not already do. 0 keeps all. Validation stores keep every patch.
     min_std: float = Field(4.0, ge=0.0)
+    # grid: every stride-spaced patch cut once into the store (the demo). random: the training split is stored
+    # once as overlapping sub-images (BasicSR's extract_subimages) and each training sample is a random
+    # scale-aligned crop of the run's hr_size, drawn at training time; one store serves every patch size up to
+    # subimage_size - subimage_step (the overlap keeps every crop position reachable). Validation stays a grid
+    # store (a fixed set, so validations compare); max_per_image bounds it. min_std and max_per_image do not
+    # apply to the random crops (BasicSR keeps every crop).
+    crop: Literal["grid", "random"] = "grid"
+    subimage_size: int = Field(480, gt=0)   # BasicSR's DIV2K setting (crop_size 480, step 240)
+    subimage_step: int = Field(240, gt=0)
 
     @model_validator(mode="after")
     def _multiple_of_scales(self) -> "PatchesConfig":
@@ -104,7 +113,26 @@ class PatchesConfig(_Strict):
                 raise ValueError(f"patches.hr_size={self.hr_size} must be a multiple of every scale (got {s})")
             if self.stride % s:
                 raise ValueError(f"patches.stride={self.stride} must be a multiple of every scale (got {s})")
+            if self.crop == "random" and (self.subimage_size % s or self.subimage_step % s):
+                raise ValueError(f"patches.subimage_size={self.subimage_size} and patches.subimage_step="
+                                 f"{self.subimage_step} must be multiples of every scale (got {s}): the LR "
+                                 "sub-images must stay aligned")
+        if self.crop == "random":
+            check_subimages(self, self.hr_size, "patches.hr_size")
         return self
+
+
+def check_subimages(cfg: "PatchesConfig | dict", hr_size: int, what: str) -> None:
+    """Random-crop mode: a crop of ``hr_size`` must fit in a sub-image, and consecutive sub-images must overlap
+    by at least it, else some crop positions would be in no sub-image. ``cfg``: the patches settings, or a
+    store's index (the same two keys)."""
+    size, step = (cfg[k] if isinstance(cfg, dict) else getattr(cfg, k) for k in ("subimage_size", "subimage_step"))
+    if hr_size > size:
+        raise ValueError(f"{what}={hr_size} is larger than the sub-images of random-crop mode (patches.subimage_size="
+                         f"{size}): raise patches.subimage_size")
+    if step + hr_size > size:
+        raise ValueError(f"{what}={hr_size}: with patches.subimage_size={size} and subimage_step={step} some crop "
+                         f"positions lie in no sub-image; keep subimage_step <= subimage_size - {hr_size}")
 
 
 class LoopConfig(_Strict):
@@ -503,6 +531,15 @@ class Params(_Strict):
                 check_name(name, f"{section}.{name}")
                 if name not in SR_ARCHITECTURES:
                     raise ValueError(f"{section}.{name}: not a registered architecture; one of {list(SR_ARCHITECTURES)}")
+        return self
+
+    @model_validator(mode="after")
+    def _runs_fit_the_subimages(self) -> "Params":
+        """Random-crop mode: one sub-image store serves every run, so each run's patch size must fit it."""
+        if self.patches.crop == "random":
+            for name, spec in self.runs.items():
+                if spec.hr_size is not None:
+                    check_subimages(self.patches, spec.hr_size, f"runs.{name}.hr_size")
         return self
 
     def model_kwargs(self, name: str) -> dict[str, Any]:

@@ -1,12 +1,15 @@
-"""Read access to the patch store: memory-mapped arrays and seeded, resumable batch sampling."""
+"""Read access to the patch stores (grid patches, or random crops of sub-images: :func:`open_store` picks the
+class from index.json): memory-mapped arrays and seeded, resumable batch sampling."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..config import check_subimages
 from ..io import read_json
 
 
@@ -94,6 +97,84 @@ class PatchStore:
         for start in range(0, len(self), batch_size):
             idx = np.arange(start, min(start + batch_size, len(self)))
             yield self.batch(idx)
+
+
+class RandomCropStore(PatchStore):
+    """A sub-image store (``patches.crop: random``, :mod:`srstyle.data.subimages`) read as a patch store of every
+    ``hr_size`` crop at a scale-aligned position of every training image: item ``i`` of the ``len(store)``
+    positions is one (image, y, x), read from a sub-image that holds it. The sampler's uniform draw over the
+    items is then a uniform random crop (images weighted by area, as in a grid store), and the crop stream is
+    a pure function of the sampler's state, which checkpoints save: resume stays exact, DDP ranks share it."""
+
+    def __init__(self, folder: Path | str, hr_size: int | None = None):
+        self.folder = Path(folder)
+        stored = read_json(self.folder / "index.json")
+        self.scale, self.mode = int(stored["scale"]), stored["mode"]
+        size = int(hr_size or stored["hr_size"])
+        if size % self.scale:
+            raise ValueError(f"hr_size={size} is not a multiple of the store's scale {self.scale}")
+        check_subimages(stored, size, f"{self.folder}: hr_size")  # one store serves sizes up to size - step
+        self.size, self.images = size, stored["images"]
+        self.hr = np.load(self.folder / "hr.npy", mmap_mode="r")
+        self.lr = np.load(self.folder / "lr.npy", mmap_mode="r")
+        s = self.scale
+        self._ny = np.array([(i["height"] - size) // s + 1 if i["height"] >= size else 0 for i in self.images], np.int64)
+        self._nx = np.array([(i["width"] - size) // s + 1 if i["width"] >= size else 0 for i in self.images], np.int64)
+        self._end = np.cumsum(self._ny * self._nx)
+        # what the fingerprint and the SRGAN discriminator read: the crop size and the population drawn from
+        self.index = {**stored, "hr_size": size, "lr_size": size // s, "count": int(self._end[-1]) if len(self._end) else 0}
+
+    def __len__(self) -> int:
+        return self.index["count"]
+
+    def _crop(self, k: int, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
+        """HR crop at (y, x) of image ``k`` and its LR crop, from the sub-image starting last before it."""
+        im, s, size = self.images[k], self.scale, self.size
+        iy, ix = bisect_right(im["ys"], y) - 1, bisect_right(im["xs"], x) - 1
+        sy, sx = im["ys"][iy], im["xs"][ix]
+        sh, sw, c = im["sub_h"], im["sub_w"], 1 if self.mode == "y" else 3
+        j = iy * len(im["xs"]) + ix
+        hr_n, lr_n = sh * sw * c, (sh // s) * (sw // s) * c
+        hr = self.hr[im["hr_offset"] + j * hr_n : im["hr_offset"] + (j + 1) * hr_n].reshape(sh, sw, c)
+        lr = self.lr[im["lr_offset"] + j * lr_n : im["lr_offset"] + (j + 1) * lr_n].reshape(sh // s, sw // s, c)
+        hr = hr[y - sy : y - sy + size, x - sx : x - sx + size]
+        lr = lr[(y - sy) // s : (y - sy + size) // s, (x - sx) // s : (x - sx + size) // s]
+        return (lr[..., 0], hr[..., 0]) if c == 1 else (lr, hr)
+
+    def position(self, indices: np.ndarray) -> np.ndarray:
+        """(image, HR y, HR x) of each item: y and x multiples of the scale, so the LR crop is aligned."""
+        indices = np.asarray(indices, dtype=np.int64)
+        k = np.searchsorted(self._end, indices, side="right")
+        r = indices - (self._end[k] - self._ny[k] * self._nx[k])
+        py, px = np.divmod(r, self._nx[k])
+        return np.stack([k, py * self.scale, px * self.scale], axis=-1)
+
+    def _gather(self, indices: np.ndarray, rng: np.random.Generator | None,
+                shard: slice | None = None) -> tuple[np.ndarray, np.ndarray]:
+        global_batch = len(indices)
+        if shard is not None:
+            indices = indices[shard]
+        c = () if self.mode == "y" else (3,)
+        size, lr_size = self.size, self.size // self.scale
+        lr = np.empty((len(indices), lr_size, lr_size, *c), dtype=np.uint8)
+        hr = np.empty((len(indices), size, size, *c), dtype=np.uint8)
+        for j, (k, y, x) in enumerate(self.position(indices)):
+            lr[j], hr[j] = self._crop(int(k), int(y), int(x))
+        if rng is not None:
+            dihedral(lr, hr, rng, shard, global_batch)
+        return lr, hr
+
+
+def open_store(folder: Path | str, hr_size: int | None = None) -> PatchStore:
+    """The store in ``folder``, of the class its ``index.json`` names: a grid :class:`PatchStore` or a
+    :class:`RandomCropStore` (cropping ``hr_size``, default the size the store was built for)."""
+    return RandomCropStore(folder, hr_size) if crop_mode(folder) == "random" else PatchStore(folder)
+
+
+def crop_mode(folder: Path | str) -> str:
+    """``random`` for a sub-image store, ``grid`` for a patch store (or no store: PatchStore says so)."""
+    index_path = Path(folder) / "index.json"
+    return read_json(index_path).get("crop", "grid") if index_path.is_file() else "grid"
 
 
 class BatchSampler:

@@ -86,6 +86,22 @@ PRESETS: dict[str, Preset] = {
         description="MS-COCO 2014 train images, 13.5 GB",
         size_bytes=13510573713,
     ),
+    # Agustsson & Timofte, NTIRE 2017: the 800 2K-resolution training PNGs EDSR, RCAN and BasicSR train on
+    # (DIV2K_train_HR/0001.png ... 0800.png). Its 100 validation images are a second archive
+    # (DIV2K_valid_HR.zip) that a preset of one archive cannot name: the training archive is split by file
+    # name hash (data.val_fraction, or data.val_names), so validation is held out of the 800, and DIV2K's own
+    # validation set stays a benchmark to evaluate on. The ETH site publishes no checksum: the size (the
+    # server's Content-Length, as recorded by public mirrors) is checked before downloading and the first
+    # download's sha256 recorded (trust on first use). Pair with patches.crop: random (profiles/div2k.yaml).
+    "div2k": Preset(
+        url="https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip",
+        sha256=None,
+        subdir="DIV2K_train_HR",
+        train_subdir="",
+        val_subdir="",
+        description="DIV2K training set, 800 2K PNGs, 3.5 GB",
+        size_bytes=3530603713,
+    ),
 }
 
 

@@ -5,6 +5,7 @@ HR image (as SR papers do), then cut HR crops of ``hr_size`` at ``stride`` and t
 Mode ``y`` stores BT.601 luma rounded to uint8 (what reading an 8-bit YCbCr image gives), mode ``rgb``
 stores RGB. A store is a folder of ``.npy`` files (``hr``, ``lr``, ``origin``) plus ``index.json``;
 training reads them with ``mmap_mode="r"``, so nothing is decoded inside the training loop.
+``patches.crop: random`` stores the training images as sub-images instead (:mod:`srstyle.data.subimages`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from numpy.lib.format import open_memmap
 from tqdm.auto import tqdm
 
 from ..color import rgb_to_y, to_uint8
-from ..config import PatchesConfig
+from ..config import PatchesConfig, check_subimages
 from ..io import load_rgb, read_json, write_json
 from ..resize import downscale_rgb, modcrop
 
@@ -43,14 +45,32 @@ def store_bytes(count: int, hr_size: int, lr_size: int, mode: str) -> int:
     return count * ((hr_size * hr_size + lr_size * lr_size) * channels + 3 * 4)
 
 
-def check_disk(folder: Path, need: int, what: str, reserve: int = DISK_RESERVE_BYTES) -> None:
+GRID_ADVICE = "patches.stride up, patches.max_per_image, fewer patches.scales/modes, or patches.crop: random"
+
+
+def check_disk(folder: Path, need: int, what: str, reserve: int = DISK_RESERVE_BYTES, advice: str = GRID_ADVICE) -> None:
     """Refuse to start writing ``need`` bytes under ``folder`` when the disk cannot hold them (plus ``reserve``):
     a store that fills the disk half-way fails late and leaves the disk full for everything else."""
     free = shutil.disk_usage(folder).free
     if need + reserve > free:
         raise OSError(errno.ENOSPC, f"{what} needs {need / 1e9:.2f} GB but {folder} has {free / 1e9:.2f} GB free "
                                     f"({reserve / 1e9:.1f} GB kept in reserve): free some disk, or make the stores "
-                                    "smaller (patches.stride up, patches.max_per_image, fewer patches.scales/modes)")
+                                    f"smaller ({advice})")
+
+
+@contextmanager
+def atomic_store(out_dir: Path):
+    """A temporary folder beside ``out_dir`` to write a store into, renamed into place when the block ends
+    (removed on any error): a store is whole or absent, never half-written."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield tmp
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _positions(h: int, w: int, size: int, stride: int) -> np.ndarray:
@@ -106,8 +126,7 @@ def build_store(
     need = store_bytes(total, size, lr_size, mode)
     log.info("%s: %d patches, %.2f GB", out_dir, total, need / 1e9)
     check_disk(out_dir.parent, need, f"the {out_dir.parent.name}/{out_dir.name} patch store ({total} patches of {size}px)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_store(out_dir) as tmp:
         tail = () if mode == "y" else (3,)
         hr_store = open_memmap(tmp / "hr.npy", mode="w+", dtype=np.uint8, shape=(total, size, size, *tail))
         lr_store = open_memmap(tmp / "lr.npy", mode="w+", dtype=np.uint8, shape=(total, lr_size, lr_size, *tail))
@@ -139,12 +158,6 @@ def build_store(
             "images": [{"file": name, "patches": int(len(p))} for (name, _), p in zip(images, positions)],
         }
         write_json(index, tmp / "index.json")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return index
 
 
@@ -153,11 +166,14 @@ def make_patches(
     max_pixels: int, progress: bool = True, extra_stores: list[tuple] = (),
     formats: list[str] | None = None,
 ) -> dict:
-    """Run the patches stage over the validated manifest; returns {store path: patch count}.
+    """Run the patches stage over the validated manifest; returns {store path: patch count} (sub-image count
+    for a random-crop store).
 
     Builds a store for every (mode, scale) of ``patches.modes`` x ``patches.scales`` plus ``extra_stores``
     (the stage passes the ones the configured runs need): ``(mode, scale)`` at ``patches.hr_size``, or
     ``(mode, scale, hr_size)`` for a run with its own patch size (same stride and filtering).
+    With ``patches.crop: random`` the training split gets one sub-image store per (mode, scale) instead
+    (:mod:`srstyle.data.subimages`), named as the default-size grid store and serving every patch size.
     """
     validated_dir, raw_dir, out_dir = Path(validated_dir), Path(raw_dir), Path(out_dir)
     manifest = read_json(validated_dir / "manifest.json")
@@ -168,11 +184,24 @@ def make_patches(
         if (hr_size or cfg.hr_size) % scale or cfg.stride % scale:
             raise ValueError(f"patches.hr_size={hr_size or cfg.hr_size} and patches.stride={cfg.stride} must be "
                              f"multiples of scale {scale}")
+        if cfg.crop == "random":  # a run's scale may be outside patches.scales: check its alignment here too
+            if cfg.subimage_size % scale or cfg.subimage_step % scale:
+                raise ValueError(f"patches.subimage_size={cfg.subimage_size} and patches.subimage_step="
+                                 f"{cfg.subimage_step} must be multiples of scale {scale}")
+            check_subimages(cfg, hr_size or cfg.hr_size, f"the {store_name(mode, scale, hr_size)} store's hr_size")
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a DVC output of this stage: stale stores must not survive a change of runs
     counts = {}
     for split in ("train", "val"):
         images = [(m["file"], raw_dir / m["file"]) for m in manifest if m["split"] == split]
+        if split == "train" and cfg.crop == "random":
+            from .subimages import build_subimage_store  # (it builds on this module's helpers)
+
+            for mode, scale in sorted({(m, s) for m, s, _ in stores}):
+                store = out_dir / split / store_name(mode, scale)
+                index = build_subimage_store(images, store, mode, scale, cfg, max_pixels, progress, formats)
+                counts[f"{split}/{store.name}"] = index["count"]
+            continue
         for mode, scale, hr_size in stores:
             store = out_dir / split / store_name(mode, scale, hr_size)
             min_std = cfg.min_std if split == "train" else 0.0

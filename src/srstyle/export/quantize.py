@@ -30,16 +30,17 @@ class QuantizationError(ValueError):
 
 
 def calibration_patches(store_dir: Path, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` LR patches (seeded choice, store order) from a patch store, as float32 [N,C,h,w] in [0,1]."""
-    lr_file = Path(store_dir) / "lr.npy"
-    if not lr_file.is_file():
+    """``count`` LR patches (seeded choice, store order) from a patch store, as float32 [N,C,h,w] in [0,1].
+    A random-crop store (patches.crop: random) gives crops of its default size at seeded positions."""
+    from ..data.datasets import open_store
+
+    if not (Path(store_dir) / "lr.npy").is_file():
         raise QuantizationError(f"{store_dir}: no patch store (lr.npy) to calibrate on; run the patches stage")
-    lr = np.load(lr_file, mmap_mode="r")
-    if len(lr) == 0:
-        raise QuantizationError(f"{lr_file}: the patch store is empty")
-    idx = np.sort(np.random.default_rng(seed).choice(len(lr), min(count, len(lr)), replace=False))
-    x = np.asarray(lr[idx], dtype=np.float32) / 255.0
-    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2).copy()
+    store = open_store(store_dir)
+    if len(store) == 0:
+        raise QuantizationError(f"{store_dir}: the patch store is empty")
+    idx = np.sort(np.random.default_rng(seed).choice(len(store), min(count, len(store)), replace=False))
+    return store.batch(idx)[0].numpy()
 
 
 def _reader(patches: np.ndarray, batch: int, input_name: str):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..color import rgb_to_y
-from ..data.datasets import PatchStore
+from ..data.datasets import PatchStore, crop_mode, open_store
 from ..data.patches import store_name
 from ..evaluate.compare import gray_to_rgb, strip
 from ..models import model_info
@@ -90,9 +90,13 @@ def validation_psnr(model: nn.Module, store: PatchStore, device: torch.device, b
 
 
 def open_stores(patches_dir: Path, color: str, scale: int, hr_size: int | None = None) -> tuple[PatchStore, PatchStore]:
+    """The (train, validation) stores of a run. In random-crop mode (patches.crop) the training store is the
+    one sub-image store of the mode and scale, cropping ``hr_size``; validation always reads a grid store."""
     name = store_name(color, scale, hr_size)
+    shared = patches_dir / "train" / store_name(color, scale)
     try:
-        return PatchStore(patches_dir / "train" / name), PatchStore(patches_dir / "val" / name)
+        train = open_store(shared, hr_size) if crop_mode(shared) == "random" else PatchStore(patches_dir / "train" / name)
+        return train, PatchStore(patches_dir / "val" / name)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{exc}. The patches stage builds the {name} stores for every run in params.yaml `runs`") from None
 

@@ -29,11 +29,31 @@ def painting():
     return skimage.data.astronaut()[:300, :220]
 
 
-def test_fast_style_core_matches_pytorch(tmp_path, content):
+@pytest.fixture(scope="module")
+def fast_export(tmp_path_factory):
+    """(an untrained fast style net, its export fast_x.onnx for style "x"): shared, read-only."""
     torch.manual_seed(0)
     net = TransformerNet(channels=16).eval()
-    export_fast(net, tmp_path / "fast_x.onnx", metadata={"style": "x"})
-    core = StylePredictor.from_onnx(tmp_path / "fast_x.onnx")
+    path = tmp_path_factory.mktemp("fast-export") / "fast_x.onnx"
+    export_fast(net, path, metadata={"style": "x"})
+    return net, path
+
+
+@pytest.fixture(scope="module")
+def meta_export(tmp_path_factory):
+    """(backbone, meta net, folder of its export: metanet.onnx + transformer.onnx at style size 96): exporting
+    the two graphs costs ~10 s, so the tests that read them share one (read-only)."""
+    torch.manual_seed(0)
+    backbone = build_backbone("vgg16", list(META_TAPS))
+    meta = untrained_meta_net(backbone, base=8, hidden=16, size=96)
+    folder = tmp_path_factory.mktemp("meta-export")
+    export_meta(meta, backbone, folder, style_size=96)
+    return backbone, meta, folder
+
+
+def test_fast_style_core_matches_pytorch(fast_export, content):
+    net, path = fast_export
+    core = StylePredictor.from_onnx(path)
     assert core.style == "x"
     x = to_tensor(content)[None]
     with torch.no_grad():
@@ -46,16 +66,13 @@ def test_fast_style_core_matches_pytorch(tmp_path, content):
     assert np.abs(core.stylize(content, preserve_color=True).astype(int) - kept).max() <= 1
     assert np.abs(core.stylize(content, preserve_color=True).astype(int) - got).mean() > 1  # it did something
     # the CLI's loader picks the right predictor from the file
-    assert isinstance(load_style_model(tmp_path / "fast_x.onnx"), StylePredictor)
+    assert isinstance(load_style_model(path), StylePredictor)
 
 
 @pytest.mark.slow  # VGG16 backbone + two exports: ~20 s alone, minutes on a loaded machine
-def test_meta_style_core_matches_pytorch(tmp_path, content, painting):
-    torch.manual_seed(0)
-    backbone = build_backbone("vgg16", list(META_TAPS))
-    meta = untrained_meta_net(backbone, base=8, hidden=16, size=96)
-    export_meta(meta, backbone, tmp_path, style_size=96)
-    core = MetaStylePredictor.from_onnx(tmp_path / "metanet.onnx")
+def test_meta_style_core_matches_pytorch(meta_export, content, painting):
+    backbone, meta, folder = meta_export
+    core = MetaStylePredictor.from_onnx(folder / "metanet.onnx")
     assert core.style_size == 96
     with torch.no_grad():
         style = resize_to(to_tensor(painting)[None], 96)
@@ -68,7 +85,7 @@ def test_meta_style_core_matches_pytorch(tmp_path, content, painting):
     weights = core.weights(painting)
     assert weights.shape == (meta.transformer.num_weights,)
     np.testing.assert_array_equal(core.stylize(content, weights=weights), got)
-    assert isinstance(load_style_model(tmp_path / "transformer.onnx"), MetaStylePredictor)
+    assert isinstance(load_style_model(folder / "transformer.onnx"), MetaStylePredictor)
 
 
 def test_style_loader_refuses_sr_and_mixed_files(tmp_path):
@@ -83,24 +100,21 @@ def test_style_loader_refuses_sr_and_mixed_files(tmp_path):
         StylePredictor.from_onnx(tmp_path / "broken.onnx")
 
 
-@pytest.mark.slow  # three exports and a VGG16
-def test_trainer_model_pt_runs_through_the_adapter_like_its_onnx_export(tmp_path, content, painting):
+@pytest.mark.slow  # the exports of the tests above, shared
+def test_trainer_model_pt_runs_through_the_adapter_like_its_onnx_export(tmp_path, fast_export, meta_export, content,
+                                                                         painting):
     """`srstyle stylize --model model.pt`: the PyTorch adapter builds the same predictors as the ONNX files."""
     from srstyle.train.style import save_style_net
 
-    torch.manual_seed(1)
-    net = TransformerNet(channels=8).eval()
-    save_style_net(tmp_path / "fast.pt", "fast", "transformer_net", {"channels": 8}, net, step=1, style="x")
-    export_fast(net, tmp_path / "fast_x.onnx")
-    a, b = load_style_model(tmp_path / "fast.pt"), load_style_model(tmp_path / "fast_x.onnx")
+    net, path = fast_export
+    save_style_net(tmp_path / "fast.pt", "fast", "transformer_net", {"channels": 16}, net, step=1, style="x")
+    a, b = load_style_model(tmp_path / "fast.pt"), load_style_model(path)
     assert isinstance(a, StylePredictor) and a.engine is None and b.engine is not None
     assert np.abs(a.stylize(content).astype(int) - b.stylize(content)).max() <= 1
-    backbone = build_backbone("vgg16", list(META_TAPS))
-    meta = untrained_meta_net(backbone, size=64)
-    save_style_net(tmp_path / "meta.pt", "meta", "metanet", {"base": 4, "hidden": 8}, meta, step=1)
-    export_meta(meta, backbone, tmp_path, style_size=64)
-    a, b = load_style_model(tmp_path / "meta.pt", style_size=64), load_style_model(tmp_path / "metanet.onnx")
-    assert isinstance(a, MetaStylePredictor) and b.style_size == 64
+    _, meta, folder = meta_export
+    save_style_net(tmp_path / "meta.pt", "meta", "metanet", {"base": 8, "hidden": 16}, meta, step=1)
+    a, b = load_style_model(tmp_path / "meta.pt", style_size=96), load_style_model(folder / "metanet.onnx")
+    assert isinstance(a, MetaStylePredictor) and b.style_size == 96
     assert np.abs(a.stylize(content, painting).astype(int) - b.stylize(content, painting)).max() <= 1
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ModelLoadError, match="junk.pt: not a style model"):

@@ -615,30 +615,33 @@ def test_kill_9_during_patch_extraction_then_rerun_equals_an_uninterrupted_run(t
 
 
 @pytest.mark.slow
-def test_data_stages_give_the_same_dvc_hashes_in_any_folder(tmp_path):
+def test_data_stages_give_the_same_dvc_hashes_in_any_folder(tiny_repro, tmp_path):
     """`dvc repro patches` (fetch, validate, patches) of the tiny project in two folders of different names
-    and depths: dvc.lock records the same output hashes, and no output names the folder or the venv."""
+    and depths (the session's ``tiny_repro``, and a new project deeper down): dvc.lock records the same output
+    hashes, and no output names the folder or the venv."""
     import yaml
 
     from tests.helpers import make_tiny_project
 
     env = {k: v for k, v in os.environ.items() if k not in ("SRSTYLE_ROOT", "MLFLOW_TRACKING_URI")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    deeper = tmp_path / "much" / "deeper" / "clone-b"
+    make_tiny_project(deeper)
+    proc = subprocess.run(["dvc", "repro", "patches"], cwd=deeper, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     outs, trees = [], []
-    for project in (tmp_path / "a", tmp_path / "much" / "deeper" / "clone-b"):
-        make_tiny_project(project)
-        proc = subprocess.run(["dvc", "repro", "patches"], cwd=project, env=env, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for project in (tiny_repro[0], deeper):
+        assert len(project.parts) != len(tiny_repro[0].parts if project == deeper else deeper.parts)
         lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
         outs.append({stage: lock[stage]["outs"] for stage in ("fetch", "validate", "patches")})
         trees.append({out: _tree(project / "data" / out) for out in ("raw", "validated", "quarantine", "patches")})
         text = "".join((project / "data" / f).read_text() for f in
                        ("raw/manifest.json", "validated/manifest.json", "quarantine/report.json",
                         "quarantine/gx_result.json", "quarantine/report.html"))
-        assert str(project) not in text and str(tmp_path) not in text and sys.prefix not in text
+        assert str(project) not in text and str(project.parent) not in text and sys.prefix not in text
     assert trees[0] == trees[1]
     assert outs[0] == outs[1]
-    html = (project / "data" / "quarantine" / "report.html").read_text()
+    html = (deeper / "data" / "quarantine" / "report.html").read_text()
     assert not __import__("re").search(r"<(script|link|img)\b[^>]*(src|href)=\"(https?:)?//", html)  # offline
 
 

@@ -157,3 +157,14 @@ def prefect_server(tmp_path_factory):
     with server(cmd, f"{api}/health", base / "server.log", env=env) as (_, startup):
         print(f"prefect server ready in {startup:.1f} s")
         yield api, base
+
+
+@pytest.fixture(scope="module")
+def prefect_session_api(prefect_server):
+    """In-process flows of the module report to the session's Prefect server (``prefect_server``) instead of a
+    temporary server of their own (prefect_test_harness: ~8 s to start per module). Tests that share it find
+    their own runs by flow-run id or by names only they use."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server[0]}):
+        yield prefect_server[0]

@@ -81,6 +81,8 @@ def make_tiny_project(root: Path, runs: dict | None = None, extra: tuple[str, ..
         recipe.update({"steps": 20, "lr_milestones": []})
     params["models"]["espcn"]["channels"] = [16, 8]
     params["models"]["fsrcnn"].update({"d": 16, "s": 8, "m": 1})
+    # vgg_distance on a 64 px window (the demo: 192): the same code path, a ninth of the VGG work per image
+    params["evaluate"]["vgg_crop"] = params["benchmark"]["vgg_crop"] = 64
     _merge(params["style"], TINY_STYLE)
     # the two small Y models unless told otherwise (params.yaml's x4 RGB runs have minutes-long time budgets)
     params["runs"] = runs if runs is not None else {"espcn_x3": {"model": "espcn", "scale": 3},

@@ -1,10 +1,10 @@
 """Orchestration faults (issue 14): names that would reach a shell, two flow runs in one workspace, a stage that
-hangs or is cancelled, and DVC's run cache restoring stages that log into MLflow."""
+hangs or is cancelled. DVC's run cache restoring stages that log into MLflow: test_flows.py (it continues on the
+project a flow run retrained)."""
 
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import copy_project, make_flow_project
+from tests.helpers import make_flow_project
 
 REPO = Path(__file__).resolve().parents[1]
 INJECTED = "x;touch${IFS}pwned"
@@ -162,57 +162,3 @@ def test_deployments_allow_one_run_at_a_time():
     from pipelines.deployments import CONCURRENCY
 
     assert CONCURRENCY == 1  # and test_prefect_server reads it back from the registered deployments
-
-
-# --- DVC's run cache and MLflow --------------------------------------------------------------------------------
-
-def _dvc(root, *args, env):
-    proc = subprocess.run(["dvc", *args], cwd=root, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"dvc {' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout + proc.stderr
-
-
-def _onnx_model_logged(root: Path, run_id: str) -> bool:
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns.db'}")
-    experiment = mlflow.get_run(run_id).info.experiment_id
-    models = mlflow.search_logged_models(experiment_ids=[experiment], filter_string=f"source_run_id = '{run_id}'",
-                                         output_format="list")
-    return any(m.name == "onnx_model" for m in models)
-
-
-def test_retrained_run_gets_its_onnx_model_and_run_cache_restores_stay_consistent(tiny_repro, tmp_path):
-    """On a copy of the session's finished tiny project (tests/conftest.py `tiny_repro`: espcn_x3 and fsrcnn_x3
-    trained, evaluated, exported and registered by one real `dvc repro`): the copy is what this test changes."""
-    import mlflow
-
-    root, env = copy_project(tiny_repro[0], tmp_path / "proj"), tiny_repro[1]
-    assert "Running stage" not in _dvc(root, "repro", "promote", env=env)  # the copy is up to date as it is
-    record = root / "data/models/espcn_x3/mlflow_run.json"
-    first = json.loads(record.read_text())["run_id"]
-    lock_a = (root / "dvc.lock").read_bytes()
-    # the same training again (as in a fresh clone: checkpoints are not DVC-cached): same inputs, a new MLflow run
-    shutil.rmtree(root / "data/models/espcn_x3/checkpoints")
-    _dvc(root, "repro", "--force", "--single-item", "train@espcn_x3", env=env)
-    second = json.loads(record.read_text())["run_id"]
-    assert second != first
-    log = _dvc(root, "repro", "promote", env=env)
-    assert "Running stage 'export_onnx@espcn_x3'" in log and "Running stage 'evaluate@espcn_x3'" in log
-    assert _onnx_model_logged(root, second)
-    # back to the first lock file (a commit checked out): train reruns, downstream may come from the run cache
-    (root / "dvc.lock").write_bytes(lock_a)
-    shutil.rmtree(root / "data/models/espcn_x3/checkpoints")
-    _dvc(root, "repro", "promote", env=env)
-    third = json.loads(record.read_text())["run_id"]
-    assert _onnx_model_logged(root, third)
-    # promotion from the workspace's state works, and every registered version points at a logged ONNX model
-    _dvc(root, "repro", "--force", "--single-item", "promote", env=env)
-    client = mlflow.MlflowClient()
-    versions = client.search_model_versions("name = 'sr-x3'")
-    assert versions
-    for mv in versions:
-        assert _onnx_model_logged(root, mv.run_id), mv.version
-    decisions = json.loads((root / "data/registry/decisions.json").read_text())
-    current = next(mv for mv in versions if str(mv.version) == str(decisions["espcn_x3"]["version"]))
-    assert current.run_id == third

@@ -13,11 +13,9 @@ from tests.helpers import make_flow_project
 
 
 @pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
+def harness(prefect_session_api):
+    """The session's Prefect server (tests/conftest.py); each test reads only its own flow run's task runs."""
+    return prefect_session_api
 
 
 def _task_runs(flow_run_id):

@@ -1,10 +1,12 @@
-"""The Prefect `retrain` flow end to end on a tiny copy of the project, under prefect_test_harness: every
-stage of dvc.yaml through `dvc repro` (super-resolution, compare, benchmark, the style-transfer chain on
-tests.helpers.TINY_STYLE, curves), MLflow registry aliases, the Markdown report, the gpu tag limit, a DVC
-remote. The flow's mechanics on synthetic stages: test_flow_graph.py and test_faults_flow.py."""
+"""The Prefect `retrain` flow on a copy of the session's finished tiny project (tests/conftest.py ``tiny_repro``:
+every stage of dvc.yaml, the style chain on tests.helpers.TINY_STYLE), on the session's Prefect server: the stages
+DVC reruns for the run's parameters and those it skips, MLflow registry aliases, the Markdown report, the gpu
+tag limit, a DVC remote, the Bento, and DVC's run cache with MLflow. The flow's mechanics on synthetic stages:
+test_flow_graph.py and test_faults_flow.py."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -86,29 +88,30 @@ def _run_flow(base: Path, tiny_repro, **kwargs) -> dict:
            "lock_before": (root / "dvc.lock").read_text(),
            "decisions_before": json.loads((root / "data/registry/decisions.json").read_text())}
     t0 = time.perf_counter()
-    out["result"] = retrain(project_dir=str(root), models=["espcn"], scale=3, overrides=FLOW_OVERRIDES, **kwargs)
+    state = retrain(project_dir=str(root), models=["espcn"], scale=3, overrides=FLOW_OVERRIDES, return_state=True,
+                    **kwargs)
+    out["result"], out["flow_run_id"] = state.result(), state.state_details.flow_run_id
     out["seconds"] = time.perf_counter() - t0
     out["artifact"] = Artifact.get(REPORT_KEY).data
     return out
 
 
 @pytest.fixture(scope="module")
-def flow_run(tiny_repro, tmp_path_factory):
-    """One flow run (``_run_flow``) under a Prefect test server that stays up for the module (the slow test
-    below continues on a copy of this project in the same server)."""
+def flow_run(tiny_repro, prefect_session_api, tmp_path_factory):
+    """One flow run (``_run_flow``) on the session's Prefect server (tests/conftest.py ``prefect_session_api``; the slow
+    test below continues on a copy of this project in the same server)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
-    from prefect.testing.utilities import prefect_test_harness
-
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
     base = tmp_path_factory.mktemp("flow")
-    with _Env(base / "prefect-home"), prefect_test_harness(server_startup_timeout=60):
+    with _Env(base / "prefect-home"):
         out = _run_flow(base, tiny_repro, push_remote=True, build_bento=False)  # bentoml build: the slow test
         out["gpu_intervals"] = sorted(_gpu_probe_flow()())
+        this_run = FlowRunFilter(id=FlowRunFilterId(any_=[out["flow_run_id"]]))  # the server is the session's
         with get_client(sync_client=True) as client:
             out["train_runs"] = client.read_task_runs(
-                task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["train@espcn_x3"])))
-            out["style_train_runs"] = client.read_task_runs(
-                task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["train_style@starry_night", "train_meta"])))
+                flow_run_filter=this_run, task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["train@espcn_x3"])))
+            out["style_train_runs"] = client.read_task_runs(flow_run_filter=this_run, task_run_filter=TaskRunFilter(
+                name=TaskRunFilterName(any_=["train_style@starry_night", "train_meta"])))
             out["gpu_limit"] = client.read_concurrency_limit_by_tag("gpu")
         print(f"retrain flow: {out['seconds']:.1f} s; stages: {out['result']['steps']}")
         yield out
@@ -304,3 +307,58 @@ def test_unchanged_rerun_is_skipped_by_dvc_and_builds_the_bento(flow_run, tmp_pa
     assert report.count(f"Bento: `{bento}`") == 1
     # the Bento serves the champion (version 1), not the weaker challenger the first run trained
     assert (root / "serve_models/sr-x3.onnx").read_bytes() == (first["root"] / "serve_models/sr-x3.onnx").read_bytes()
+
+
+# --- DVC's run cache and MLflow ----------------------------------------------------------------------------------
+
+def _dvc(root, *args, env):
+    proc = subprocess.run([DVC, *args], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"dvc {' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def _onnx_model_logged(root: Path, run_id: str) -> bool:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns.db'}")
+    experiment = mlflow.get_run(run_id).info.experiment_id
+    models = mlflow.search_logged_models(experiment_ids=[experiment], filter_string=f"source_run_id = '{run_id}'",
+                                         output_format="list")
+    return any(m.name == "onnx_model" for m in models)
+
+
+@pytest.mark.slow
+def test_retrained_run_gets_its_onnx_model_and_run_cache_restores_stay_consistent(flow_run, tiny_repro, tmp_path):
+    """On a copy of the project after the flow run: tiny_repro trained espcn_x3 (MLflow run A) and the flow
+    retrained it (run B, 6 steps), so evaluate and export reran for B. Then tiny_repro's dvc.lock comes back (a
+    commit checked out): train reruns (run C); downstream stages may come from DVC's run cache, and whatever
+    they restore must still point at C's logged ONNX model, never at A's or B's."""
+    import mlflow
+
+    from tests.helpers import copy_project, tiny_env
+
+    env = tiny_env()
+    root = copy_project(flow_run["root"], tmp_path / "proj")
+    record = root / "data/models/espcn_x3/mlflow_run.json"
+    first = json.loads((tiny_repro[0] / "data/models/espcn_x3/mlflow_run.json").read_text())["run_id"]
+    second = json.loads(record.read_text())["run_id"]
+    assert second != first and "evaluate@espcn_x3" in RERUN and "export_onnx@espcn_x3" in RERUN
+    assert _onnx_model_logged(root, second)  # the retrained run got its own ONNX model
+    # back to the first lock file (a commit checked out; checkpoints are not DVC-cached, as in a fresh clone):
+    # train reruns, downstream may come from the run cache
+    (root / "dvc.lock").write_text(flow_run["lock_before"])
+    shutil.rmtree(root / "data/models/espcn_x3/checkpoints")
+    log = _dvc(root, "repro", "promote", env=env)
+    assert "Running stage 'train@espcn_x3'" in log
+    third = json.loads(record.read_text())["run_id"]
+    assert third not in (first, second) and _onnx_model_logged(root, third)
+    # promotion from the workspace's state works, and every registered version points at a logged ONNX model
+    _dvc(root, "repro", "--force", "--single-item", "promote", env=env)
+    client = mlflow.MlflowClient()
+    versions = client.search_model_versions("name = 'sr-x3'")
+    assert len(versions) >= 4  # tiny_repro's two, the flow's, this one
+    for mv in versions:
+        assert _onnx_model_logged(root, mv.run_id), mv.version
+    decisions = json.loads((root / "data/registry/decisions.json").read_text())
+    current = next(mv for mv in versions if str(mv.version) == str(decisions["espcn_x3"]["version"]))
+    assert current.run_id == third

@@ -9,7 +9,8 @@ never reach a test; PREFECT_HOME and BENTOML_HOME point into a session temp fold
 environment and MLflow's global tracking URI it started with (PATH and PYTHONPATH are left as they are).
 
 Shared, read-only, built once per session (what made the suite slow was building them once per test module):
-``model_dir`` (briefly trained SR/style nets exported to ONNX: the service, registry, Bento and soak tests),
+``style_exports`` (the fast and meta style graphs: exporting one costs 5-10 s),
+``model_dir`` (briefly trained SR nets and those style graphs as ONNX: the service, registry, Bento and soak tests),
 ``cli_models`` (the CLI tests' two ONNX files) and
 ``tiny_repro`` (a real `dvc repro` of every stage of the tiny project). A test that changes one works on a copy
 (``tests.helpers.copy_project``, or a copy of the ONNX files it needs): copying costs seconds, rebuilding minutes.
@@ -95,31 +96,45 @@ def empty_mlflow_store(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def cli_models(tmp_path_factory):
-    """(espcn_x3.onnx, fast_t.onnx): a briefly trained ESPCN x3 and an untrained fast style net (style "t"), the
-    models the CLI tests (test_cli.py, test_faults_cli.py) run. Read-only."""
+def tiny_sr_onnx(tmp_path_factory):
+    """An untrained ESPCN x3 (4-4 channels) as ONNX: the model the registry tests register. Registering writes
+    beside the file, so a test copies it into its own folder first."""
     import torch
 
     from srstyle.export.onnx import export_sr_onnx
-    from srstyle.export.style_onnx import export_fast
-    from srstyle.models.style.transformer_net import TransformerNet
-    from tests.helpers import trained_espcn
+    from srstyle.models import build_model
 
-    root = tmp_path_factory.mktemp("cli-models")
-    sr = export_sr_onnx(trained_espcn(steps=40), root / "espcn_x3.onnx")
     torch.manual_seed(0)
-    style = root / "fast_t.onnx"
-    export_fast(TransformerNet(channels=8).eval(), style, metadata={"style": "t"})
-    return sr, style
+    return export_sr_onnx(build_model("espcn", 3, channels=[4, 4]), tmp_path_factory.mktemp("tiny-sr") / "m.onnx")
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
+def style_exports(tmp_path_factory):
+    """The style graphs (``tests.service_helpers.export_style_models``): a fitted fast net for style STYLE and an
+    untrained meta network at style size 48, with their PyTorch modules. Read-only: copy a file before changing it."""
+    from tests.service_helpers import export_style_models
+
+    return export_style_models(tmp_path_factory.mktemp("style-exports"))
+
+
+@pytest.fixture(scope="session")
+def cli_models(tmp_path_factory, style_exports):
+    """(espcn_x3.onnx, the fast style export of ``style_exports``): a briefly trained ESPCN x3 and a fast style
+    net, the models the CLI tests (test_cli.py, test_faults_cli.py) run. Read-only."""
+    from srstyle.export.onnx import export_sr_onnx
+    from tests.helpers import trained_espcn
+
+    root = tmp_path_factory.mktemp("cli-models")
+    return export_sr_onnx(trained_espcn(steps=40), root / "espcn_x3.onnx"), style_exports.fast
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, style_exports):
     """The service's model folder (SRSTYLE_SERVE_DIR layout): trained ESPCN x3, an RGB EDSR x3, a fast style net
     and the meta network as ONNX files. Read-only: copy the files a test needs before changing them."""
     from tests.service_helpers import export_models
 
-    return export_models(tmp_path_factory.mktemp("served") / "models", rgb=True)
+    return export_models(tmp_path_factory.mktemp("served") / "models", style_exports, rgb=True)
 
 
 @pytest.fixture(scope="session")

@@ -45,37 +45,47 @@ def style_net(seed: int = 0):
     return fit_briefly(TransformerNet(channels=4, residual_blocks=1), x, y, 60)
 
 
-def export_models(out: Path, *, sr=True, rgb=False, style=True, meta=True, sr_name="sr-x3") -> Path:
-    """Write the service's model folder (SRSTYLE_SERVE_DIR layout: what `srstyle export-champions` writes)."""
-    import torch
+def export_models(out: Path, style_exports, *, rgb=False, sr_name="sr-x3") -> Path:
+    """Write the service's model folder (SRSTYLE_SERVE_DIR layout: what `srstyle export-champions` writes): a
+    briefly trained ESPCN x3, optionally an RGB EDSR x3, and copies of ``style_exports``' fast and meta graphs."""
+    import shutil
 
     from srstyle.export.onnx import export_sr_onnx
     from tests.helpers import trained_espcn
 
     out.mkdir(parents=True, exist_ok=True)
-    if sr:
-        export_sr_onnx(trained_espcn(steps=120), out / f"{sr_name}.onnx")
+    export_sr_onnx(trained_espcn(steps=120), out / f"{sr_name}.onnx")
     if rgb:
         export_sr_onnx(rgb_sr_model(), out / "edsr_x3.onnx")
-    if style:
-        from srstyle.export.style_onnx import export_fast
-
-        export_fast(style_net(), out / f"style-{STYLE}.onnx", atol=2e-3, metadata={"style": STYLE})
-    if meta:
-        from srstyle.export.style_onnx import export_meta
-        from srstyle.models.backbones import build_backbone
-        from srstyle.models.style.metanet import META_TAPS
-        from tests.helpers import untrained_meta_net
-
-        torch.manual_seed(0)
-        tmp = out / "_meta"
-        tmp.mkdir(exist_ok=True)
-        backbone = build_backbone("vgg16", list(META_TAPS))
-        export_meta(untrained_meta_net(backbone, size=48), backbone, tmp, style_size=48, atol=2e-3)
-        (tmp / "metanet.onnx").rename(out / "style-meta.onnx")
-        (tmp / "transformer.onnx").rename(out / "style-meta.transformer.onnx")
-        tmp.rmdir()
+    shutil.copy(style_exports.fast, out / f"style-{STYLE}.onnx")
+    shutil.copy(style_exports.meta_dir / "metanet.onnx", out / "style-meta.onnx")
+    shutil.copy(style_exports.meta_dir / "transformer.onnx", out / "style-meta.transformer.onnx")
     return out
+
+
+def export_style_models(out: Path):
+    """The style graphs of the suite: ``fast`` (``style_net`` exported for style STYLE, with ``fast_net``) and
+    ``meta_dir`` (an untrained meta network at style size ``meta_size`` as metanet.onnx + transformer.onnx, with
+    ``backbone`` and ``meta``). torch.export makes each export cost seconds, so a session makes them once."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from srstyle.export.style_onnx import export_fast, export_meta
+    from srstyle.models.backbones import build_backbone
+    from srstyle.models.style.metanet import META_TAPS
+    from tests.helpers import untrained_meta_net
+
+    out.mkdir(parents=True, exist_ok=True)
+    fast_net = style_net().eval()
+    export_fast(fast_net, out / f"fast_{STYLE}.onnx", atol=2e-3, metadata={"style": STYLE})
+    torch.manual_seed(0)
+    backbone = build_backbone("vgg16", list(META_TAPS))
+    meta = untrained_meta_net(backbone, size=48)
+    (out / "meta").mkdir(exist_ok=True)
+    export_meta(meta, backbone, out / "meta", style_size=48, atol=2e-3)
+    return SimpleNamespace(fast_net=fast_net, fast=out / f"fast_{STYLE}.onnx", backbone=backbone, meta=meta,
+                           meta_dir=out / "meta", meta_size=48)
 
 
 def encode(rgb: np.ndarray, fmt: str = "PNG") -> bytes:

@@ -8,15 +8,14 @@ import skimage.data
 import torch
 
 from srstyle.data.style_data import to_tensor, to_uint8
-from srstyle.export.style_onnx import export_fast, export_meta
 from srstyle.inference import load_style_model
-from srstyle.models.backbones import build_backbone
-from srstyle.models.style.metanet import META_TAPS, style_statistics
-from srstyle.models.style.transformer_net import TransformerNet
-from srstyle.predict import MetaStylePredictor, ModelLoadError, StylePredictor
-from tests.helpers import untrained_meta_net
-from srstyle.stylize import keep_content_colour
 from srstyle.models.style.gatys import resize_to
+from srstyle.models.style.metanet import META_TAPS, style_statistics
+from srstyle.predict import MetaStylePredictor, ModelLoadError, StylePredictor
+from srstyle.stylize import keep_content_colour
+from tests.service_helpers import STYLE
+
+META_SIZE = 48  # the style size of the session's meta export (tests.service_helpers.export_style_models)
 
 
 @pytest.fixture(scope="module")
@@ -30,31 +29,21 @@ def painting():
 
 
 @pytest.fixture(scope="module")
-def fast_export(tmp_path_factory):
-    """(an untrained fast style net, its export fast_x.onnx for style "x"): shared, read-only."""
-    torch.manual_seed(0)
-    net = TransformerNet(channels=16).eval()
-    path = tmp_path_factory.mktemp("fast-export") / "fast_x.onnx"
-    export_fast(net, path, metadata={"style": "x"})
-    return net, path
+def fast_export(style_exports):
+    """(a fitted fast style net, its export for style STYLE): the session's, read-only (tests/conftest.py)."""
+    return style_exports.fast_net, style_exports.fast
 
 
 @pytest.fixture(scope="module")
-def meta_export(tmp_path_factory):
-    """(backbone, meta net, folder of its export: metanet.onnx + transformer.onnx at style size 96): exporting
-    the two graphs costs ~10 s, so the tests that read them share one (read-only)."""
-    torch.manual_seed(0)
-    backbone = build_backbone("vgg16", list(META_TAPS))
-    meta = untrained_meta_net(backbone, base=8, hidden=16, size=96)
-    folder = tmp_path_factory.mktemp("meta-export")
-    export_meta(meta, backbone, folder, style_size=96)
-    return backbone, meta, folder
+def meta_export(style_exports):
+    """(backbone, meta net, folder of its export: metanet.onnx + transformer.onnx): the session's, read-only."""
+    return style_exports.backbone, style_exports.meta, style_exports.meta_dir
 
 
 def test_fast_style_core_matches_pytorch(fast_export, content):
     net, path = fast_export
     core = StylePredictor.from_onnx(path)
-    assert core.style == "x"
+    assert core.style == STYLE
     x = to_tensor(content)[None]
     with torch.no_grad():
         ref = net(x).clamp(0, 1)
@@ -69,13 +58,13 @@ def test_fast_style_core_matches_pytorch(fast_export, content):
     assert isinstance(load_style_model(path), StylePredictor)
 
 
-@pytest.mark.slow  # VGG16 backbone + two exports: ~20 s alone, minutes on a loaded machine
+@pytest.mark.slow  # the VGG16 backbone in float64: ~3 s
 def test_meta_style_core_matches_pytorch(meta_export, content, painting):
     backbone, meta, folder = meta_export
     core = MetaStylePredictor.from_onnx(folder / "metanet.onnx")
-    assert core.style_size == 96
+    assert core.style_size == META_SIZE
     with torch.no_grad():
-        style = resize_to(to_tensor(painting)[None], 96)
+        style = resize_to(to_tensor(painting)[None], META_SIZE)
         theta = meta(style_statistics(backbone(style), META_TAPS))[0]
         ref = meta.transformer(to_tensor(content)[None], theta).clamp(0, 1)
     got = core.stylize(content, painting)
@@ -107,14 +96,15 @@ def test_trainer_model_pt_runs_through_the_adapter_like_its_onnx_export(tmp_path
     from srstyle.train.style import save_style_net
 
     net, path = fast_export
-    save_style_net(tmp_path / "fast.pt", "fast", "transformer_net", {"channels": 16}, net, step=1, style="x")
+    save_style_net(tmp_path / "fast.pt", "fast", "transformer_net", {"channels": 4, "residual_blocks": 1}, net,
+                   step=1, style=STYLE)
     a, b = load_style_model(tmp_path / "fast.pt"), load_style_model(path)
     assert isinstance(a, StylePredictor) and a.engine is None and b.engine is not None
     assert np.abs(a.stylize(content).astype(int) - b.stylize(content)).max() <= 1
     _, meta, folder = meta_export
-    save_style_net(tmp_path / "meta.pt", "meta", "metanet", {"base": 8, "hidden": 16}, meta, step=1)
-    a, b = load_style_model(tmp_path / "meta.pt", style_size=96), load_style_model(folder / "metanet.onnx")
-    assert isinstance(a, MetaStylePredictor) and b.style_size == 96
+    save_style_net(tmp_path / "meta.pt", "meta", "metanet", {"base": 4, "hidden": 8}, meta, step=1)
+    a, b = load_style_model(tmp_path / "meta.pt", style_size=META_SIZE), load_style_model(folder / "metanet.onnx")
+    assert isinstance(a, MetaStylePredictor) and b.style_size == META_SIZE
     assert np.abs(a.stylize(content, painting).astype(int) - b.stylize(content, painting)).max() <= 1
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ModelLoadError, match="junk.pt: not a style model"):

@@ -18,20 +18,17 @@ from pathlib import Path
 import mlflow
 import onnx
 import pytest
-import torch
 
 from srstyle.config import Params
-from srstyle.export.onnx import export_sr_onnx
 from srstyle.model_registry import (CHAMPION, RegistryError, in_dvc_experiment, promote, promote_runs,
                                     register_onnx)
-from srstyle.models import build_model
 from srstyle.paths import DataPaths
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
-def store(empty_mlflow_store, tmp_path, monkeypatch):
+def store(empty_mlflow_store, tiny_sr_onnx, tmp_path, monkeypatch):
     shutil.copy(empty_mlflow_store, tmp_path / "mlruns.db")  # a new store, without its ~1.7 s of migrations
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -39,8 +36,7 @@ def store(empty_mlflow_store, tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     mlflow.set_tracking_uri(uri)
     exp = mlflow.create_experiment("srstyle", artifact_location=(tmp_path / "artifacts").as_uri())
-    torch.manual_seed(0)
-    path = export_sr_onnx(build_model("espcn", 3, channels=[4, 4]), tmp_path / "m.onnx")
+    path = Path(shutil.copy(tiny_sr_onnx, tmp_path / "m.onnx"))  # the session's export (tests/conftest.py)
 
     def new_run(log_onnx: bool = False) -> str:
         with mlflow.start_run(experiment_id=exp) as run:

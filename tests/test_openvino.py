@@ -220,22 +220,14 @@ def test_export_evaluation_marks_variants_and_auto_obeys(exported, tmp_path, mon
     assert any("onnxruntime/int8" in n for n in chosen.decision["notes"])
 
 
-def test_style_models_open_on_both_backends(tmp_path):
-    import torch
-
-    from srstyle.export.style_onnx import export_fast
-    from srstyle.models.style.transformer_net import TransformerNet
-
-    torch.manual_seed(0)
-    path = tmp_path / "fast_x.onnx"
-    export_fast(TransformerNet(channels=8, residual_blocks=1).eval(), path, metadata={"style": "x"})
+def test_style_models_open_on_both_backends(style_exports):
     x = np.random.default_rng(0).random((1, 3, 40, 48), dtype=np.float32)
-    a = open_model(path, ORT32).run_feeds({"content": x})[0]
-    b = open_model(path, OV32).run_feeds({"content": x})[0]
+    a = open_model(style_exports.fast, ORT32).run_feeds({"content": x})[0]
+    b = open_model(style_exports.fast, OV32).run_feeds({"content": x})[0]
     assert np.max(np.abs(a - b)) <= 1e-3
 
 
-def test_style_graphs_get_a_precision_record_that_auto_obeys(model_dir, tmp_path, monkeypatch):
+def test_style_graphs_get_a_precision_record_that_auto_obeys(style_exports, tmp_path, monkeypatch):
     """The style export's evaluation: OpenVINO variants of the fast and meta graphs against onnxruntime fp32
     on unseen photos (the meta network end to end, paintings -> weights -> photo); auto then weighs them."""
     import shutil
@@ -245,11 +237,10 @@ def test_style_graphs_get_a_precision_record_that_auto_obeys(model_dir, tmp_path
     from srstyle.data.style_data import embedded_styles_dir
     from srstyle.export.precision import evaluate_style_precisions
     from srstyle.predict.style import MetaStylePredictor
-    from tests.service_helpers import STYLE
 
-    for src, dst in ((f"style-{STYLE}.onnx", "fast_x.onnx"), ("style-meta.onnx", "metanet.onnx"),
-                     ("style-meta.transformer.onnx", "transformer.onnx")):
-        shutil.copy(model_dir / src, tmp_path / dst)
+    for src, dst in ((style_exports.fast, "fast_x.onnx"), (style_exports.meta_dir / "metanet.onnx", "metanet.onnx"),
+                     (style_exports.meta_dir / "transformer.onnx", "transformer.onnx")):
+        shutil.copy(src, tmp_path / dst)
     paintings = sorted(embedded_styles_dir().glob("*.jpg"))[:2]
     records = evaluate_style_precisions(tmp_path, ["x"], paintings, min_agreement_db=40.0, size=96,
                                         engine=EngineConfig(intra_op_threads=1))

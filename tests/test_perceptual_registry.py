@@ -1,28 +1,28 @@
 """`sr-x<scale>@perceptual` beside the PSNR `champion`: its own rule, its own decisions, served under its own name."""
 
+import shutil
+from pathlib import Path
+
 import mlflow
 import pytest
-import torch
 
 from srstyle.config import PromoteConfig, TrackingConfig
-from srstyle.export.onnx import export_sr_onnx
 from srstyle.model_registry import CHAMPION, PERCEPTUAL, export_champions, promote, promote_perceptual, register_onnx
-from srstyle.models import build_model
 
 # a fresh MLflow store and ONNX registrations: 5-15 s each on this 2-core box, so the integration tier
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
+def store(empty_mlflow_store, tiny_sr_onnx, tmp_path, monkeypatch):
+    shutil.copy(empty_mlflow_store, tmp_path / "mlruns.db")  # a new store, without its ~1.7 s of migrations
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
     mlflow.set_tracking_uri(uri)
     exp = mlflow.create_experiment("t", artifact_location=(tmp_path / "artifacts").as_uri())
-    torch.manual_seed(0)
-    path = export_sr_onnx(build_model("espcn", 3, channels=[4, 4]), tmp_path / "m.onnx")
+    path = Path(shutil.copy(tiny_sr_onnx, tmp_path / "m.onnx"))  # the session's export (tests/conftest.py)
 
     def register(metrics):
         with mlflow.start_run(experiment_id=exp) as run:

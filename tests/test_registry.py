@@ -2,28 +2,26 @@
 no-ops; every version is a signed ONNX model with an input example and its int8 variant beside it."""
 
 import shutil
+from pathlib import Path
 
 import mlflow
 import pytest
-import torch
 
-from srstyle.export.onnx import export_sr_onnx
 from srstyle.model_registry import (CHALLENGER, CHAMPION, champion_files, download_champion, promote,
                                     register_onnx)
-from srstyle.models import build_model
 
 
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
+def store(empty_mlflow_store, tiny_sr_onnx, tmp_path, monkeypatch):
     """``new_run()`` -> (run id, onnx file): a run of the store and an exported SR model to register."""
+    shutil.copy(empty_mlflow_store, tmp_path / "mlruns.db")  # a new store, without its ~1.7 s of migrations
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
     mlflow.set_tracking_uri(uri)
     exp = mlflow.create_experiment("t", artifact_location=(tmp_path / "artifacts").as_uri())
-    torch.manual_seed(0)
-    path = export_sr_onnx(build_model("espcn", 3, channels=[4, 4]), tmp_path / "m.onnx")
+    path = Path(shutil.copy(tiny_sr_onnx, tmp_path / "m.onnx"))  # the session's export (tests/conftest.py)
 
     def new_run():
         with mlflow.start_run(experiment_id=exp) as run:
@@ -114,21 +112,19 @@ def test_champion_model_loads_through_the_alias(store):
     assert model.scale == 3
 
 
-@pytest.mark.integration  # trains two style nets and registers them: ~9 s, kept out of the unit tier
-def test_promote_style_registers_each_fast_style_lower_ratio_wins(store, tmp_path):
+@pytest.mark.integration  # three registrations of a style net: ~5 s, kept out of the unit tier
+def test_promote_style_registers_each_fast_style_lower_ratio_wins(store, style_exports, tmp_path):
     """The promote_style stage on the layout the style stages leave: style-<name>, champion by the lower ratio."""
     import json
 
     from srstyle.config import Params
     from srstyle.data.style_data import StylePaths
-    from srstyle.export.style_onnx import export_fast
     from srstyle.model_registry import promote_style
-    from tests.service_helpers import style_net
 
     paths = StylePaths(tmp_path / "proj")
     style = Params().style.fast.styles[0]
     paths.onnx_dir.mkdir(parents=True)
-    export_fast(style_net(), paths.onnx_dir / f"fast_{style}.onnx", atol=2e-3, metadata={"style": style})
+    shutil.copy(style_exports.fast, paths.onnx_dir / f"fast_{style}.onnx")  # the session's fast export
     paths.fast_model_dir(style).mkdir(parents=True)
     paths.eval_dir.mkdir(parents=True)
     metric = f"fast_{style}_style_loss_over_gatys"

@@ -203,7 +203,7 @@ def test_espcn_beats_bicubic_on_the_embedded_validation_photos(tmp_path):
     shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))  # the demo's own recipe
     params = parse_params({**shipped, "runs": {"espcn_x3": {"model": "espcn", "scale": 3}},
                            "patches": {**shipped["patches"], "scales": [3], "modes": ["y"]},
-                           "train": {**shipped["train"], "steps": 2000, "val_every": 500, "checkpoint_every": 2000, "threads": 2}})
+                           "train": {**shipped["train"], "steps": 1000, "val_every": 500, "checkpoint_every": 1000, "threads": 2}})
     raw, validated = tmp_path / "raw", tmp_path / "validated"
     fetch(params.data, raw, tmp_path / "downloads")
     validate(raw, validated, tmp_path / "quarantine", params.validate_, min_side=params.patches.hr_size)
@@ -213,8 +213,10 @@ def test_espcn_beats_bicubic_on_the_embedded_validation_photos(tmp_path):
     files = [m["file"] for m in read_json(validated / "manifest.json") if m["split"] == "val"]
     gains = [evaluate_image(model, load_rgb(raw / f, 10**8)) for f in files]
     gain = float(np.mean([g["psnr"] - g["bicubic_psnr"] for g in gains]))
-    print(f"ESPCN x3 after 2000 steps: {gain:+.3f} dB over bicubic on {len(files)} validation photos")
-    assert len(files) >= 3 and gain > 0.3  # bench_budget: +0.73 dB at 3000 steps, +0.85 at 6000
+    print(f"ESPCN x3 after 1000 steps: {gain:+.3f} dB over bicubic on {len(files)} validation photos")
+    # measured (AMD EPYC, 2 threads): +0.37 dB at 600 steps, +0.54 at 1000, +0.68 at 2000; a broken colour,
+    # resize or loss path gives a loss against bicubic, a slowed learner stays under 0.4 at 1000 steps
+    assert len(files) >= 3 and gain > 0.4
 
 
 def test_run_record_holds_no_machine_paths(patches, tmp_path, monkeypatch):

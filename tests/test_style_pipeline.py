@@ -123,8 +123,8 @@ def test_stylize_cli(project, trained, tmp_path, monkeypatch, capsys):
     assert load_rgb(tmp_path / "meta.png").shape == (20, 20, 3)
     assert main(["stylize", str(small), str(tmp_path / "gatys.png"), "--method", "gatys", "--style", "harvest",
                  "--preserve-color"]) == 0
-    out = torch.from_numpy(load_rgb(tmp_path / "gatys.png")).permute(2, 0, 1)[None].float() / 255
-    src = torch.from_numpy(load_rgb(small)).permute(2, 0, 1)[None].float() / 255
+    out = torch.tensor(load_rgb(tmp_path / "gatys.png")).permute(2, 0, 1)[None].float() / 255
+    src = torch.tensor(load_rgb(small)).permute(2, 0, 1)[None].float() / 255
     chroma_diff = (rgb_to_ycbcr(out)[:, 1:] - rgb_to_ycbcr(src)[:, 1:]).abs().mean().item()
     assert chroma_diff < 0.02  # the content's colours, the style's strokes
     with pytest.raises(SystemExit, match="no trained fast model for style 'harvest'"):

@@ -249,6 +249,57 @@ def test_meta_style_resume_is_exact_in_the_shared_skeleton(tmp_path):
     assert (tmp_path / "a" / "curve.csv").read_text() == (tmp_path / "b" / "curve.csv").read_text()
 
 
+def test_fast_style_prefetch_changes_nothing_and_resumes_exactly(tmp_path):
+    """style.fast.prefetch builds the next content batch on a worker thread (auto: on CUDA; forced on here):
+    the same batches as without it, and a run stopped with a batch drawn ahead resumes to the same weights."""
+    from srstyle.config import parse_params
+    from srstyle.data.style_data import StylePaths, fetch_style_data
+    from srstyle.data.validate import validate
+    from srstyle.train.style import load_style_net, train_fast_style
+    from tests.helpers import TINY_STYLE
+
+    def params(prefetch):
+        return parse_params({"seed": 3, "style": {**TINY_STYLE, "fast": {**TINY_STYLE["fast"], "prefetch": prefetch}}})
+
+    paths = StylePaths(tmp_path)
+    fetch_style_data(params("off").style, paths, progress=False)
+    for kind in ("content", "styles"):
+        validate(paths.raw(kind), paths.validated(kind), paths.quarantine(kind), params("off").validate_, min_side=32)
+    train_fast_style(params("off"), "starry_night", paths, tmp_path / "off", progress=False)
+    train_fast_style(params("on"), "starry_night", paths, tmp_path / "on", progress=False)
+    assert train_fast_style(params("on"), "starry_night", paths, tmp_path / "cut", progress=False, stop_after=2).steps == 2
+    train_fast_style(params("on"), "starry_night", paths, tmp_path / "cut", progress=False)
+    reference, _ = load_style_net(tmp_path / "off" / "model.pt")
+    for run in ("on", "cut"):
+        net, _ = load_style_net(tmp_path / run / "model.pt")
+        assert all(torch.equal(v, net.state_dict()[k]) for k, v in reference.state_dict().items()), run
+        assert (tmp_path / run / "curve.csv").read_text() == (tmp_path / "off" / "curve.csv").read_text(), run
+
+
+def test_content_crops_are_the_photo_pixels_over_255(tmp_path):
+    """ContentCrops.batch_to gathers uint8 crops and divides on the device: the same floats as converting each
+    crop on its own (x / 255 is correctly rounded either way), flips included."""
+    import numpy as np
+    from PIL import Image
+
+    from srstyle.data.style_data import ContentCrops, to_tensor
+    from tests.helpers import photo
+
+    files = []
+    for i, (h, w) in enumerate(((40, 56), (48, 40))):
+        Image.fromarray(photo(h, w, seed=i)).save(tmp_path / f"{i}.png")
+        files.append(tmp_path / f"{i}.png")
+    crops = ContentCrops(files, 32)
+    got = crops.batch_to(np.array([1, 0, 1, 1]), np.random.default_rng(5), torch.device("cpu"))
+    rng, expected = np.random.default_rng(5), []
+    for i in (1, 0, 1, 1):
+        img = crops._image(i)
+        y, x = int(rng.integers(0, img.shape[0] - 31)), int(rng.integers(0, img.shape[1] - 31))
+        crop = img[y: y + 32, x: x + 32]
+        expected.append(to_tensor(crop[:, ::-1] if rng.random() < 0.5 else crop))
+    assert got.dtype == torch.float32 and got.is_contiguous() and torch.equal(got, torch.stack(expected))
+
+
 def test_transformer_net_resampling_options_keep_the_size():
     from srstyle.models.style.transformer_net import TransformerNet
 

@@ -93,7 +93,7 @@ def samples_picture(stylize: Callable[[Tensor], Tensor], contents: list[Tensor])
 
 
 def _run_style(*, params: Params, kind: str, run_name: str, cfg: StyleTrainConfig, net: nn.Module,
-               step_fn: Callable[[Tensor, np.random.Generator, int], dict[str, Tensor]], crops: ContentCrops,
+               step_fn: Callable[[Tensor, int], dict[str, Tensor]], crops: ContentCrops,
                out_dir: Path, fp: str, logged: dict, tracking_root: Path | None, progress: bool,
                stop_after: int | None, device: torch.device, save_fn: Callable[[Path, nn.Module, int], None],
                val_fn: Callable[[nn.Module], dict[str, float]], stylize: Callable[[Tensor], Tensor],
@@ -104,8 +104,9 @@ def _run_style(*, params: Params, kind: str, run_name: str, cfg: StyleTrainConfi
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
 
     def step(state, i: int, plan) -> dict[str, Tensor]:
-        content = crops.batch(state.sampler.next_indices(), state.augment).to(device)
-        losses = step_fn(content, state.augment, i)
+        # built on a worker thread while the previous step computes where style.<kind>.prefetch is on (auto: CUDA)
+        content = state.next_batch(lambda indices, rng: crops.batch_to(indices, rng, device))
+        losses = step_fn(content, i)
         state.optimize(losses["total"], optimizer)  # backward + step at train.precision (fp16: gradient scaler)
         return {f"loss_{k}": v.detach() for k, v in losses.items()}
 
@@ -176,7 +177,7 @@ def train_fast_style(params: Params, style: str, paths: StylePaths, out_dir: Pat
     loss.set_style(style_image)
     crops = ContentCrops(validated_files(paths, "content", "train"), cfg.image_size)
 
-    def step_fn(content: Tensor, _rng, _step: int) -> dict[str, Tensor]:
+    def step_fn(content: Tensor, _step: int) -> dict[str, Tensor]:
         return loss(net(content), content)
 
     fp = fingerprint(cfg.model_dump(exclude={"device", "threads", "checkpoint_every", "log_every", "styles"}),
@@ -235,7 +236,7 @@ def train_meta(params: Params, paths: StylePaths, out_dir: Path, *, tracking_roo
         order = np.random.default_rng([params.seed, block // len(names)]).permutation(len(names))
         return names[int(order[block % len(names)])]
 
-    def step_fn(content: Tensor, _rng, step: int) -> dict[str, Tensor]:
+    def step_fn(content: Tensor, step: int) -> dict[str, Tensor]:
         style = described[style_at(step)]
         theta = net(style["stats"])
         return loss(net.transformer(content, theta[0]), content, style_grams=style["grams"])

@@ -12,6 +12,7 @@ luminance is kept. Either way the result's chroma is the content's.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from .config import BackboneConfig, GatysConfig
+
+log = logging.getLogger(__name__)
 
 # JPEG/JFIF full-range YCbCr: colour preservation is a perceptual operation, not an SR benchmark protocol.
 # (srstyle.color.rgb_to_ycbcr_full is the same conversion on numpy arrays, for the prediction core.)
@@ -67,6 +70,7 @@ class Stylizer:
     gatys_loss: nn.Module | None = None
     style_size: int = 256
     device: torch.device = torch.device("cpu")
+    gatys_precision: str = "fp32"           # style.gatys.precision resolved for the device (auto decided)
 
     @classmethod
     def from_model_file(cls, path: Path | str, backbone_cfg: BackboneConfig | None = None, style_size: int = 256,
@@ -87,10 +91,14 @@ class Stylizer:
 
     @classmethod
     def gatys(cls, cfg: GatysConfig, device: str | torch.device = "cpu") -> "Stylizer":
+        from .train.precision import resolve_precision
         from .train.style import build_style_loss
 
+        device = torch.device(device)
+        choice = resolve_precision(cfg.precision, device, setting="style.gatys.precision")
+        log.info("gatys: loss network in %s (%s)", choice.precision, choice.reason)
         return cls("gatys", gatys_cfg=cfg, gatys_loss=build_style_loss(cfg.loss, cfg.backbone).to(device),
-                   device=torch.device(device))
+                   device=device, gatys_precision=choice.precision)
 
     @torch.no_grad()
     def weights_for(self, style: Tensor) -> Tensor:
@@ -112,7 +120,7 @@ class Stylizer:
             c, s = luminance_inputs(content, style.to(self.device)) if preserve_color else (content, style)
             sizes = sizes or [max(content.shape[-2:])] * len(iterations or self.gatys_cfg.iterations)
             out = gatys_transfer(c, s, self.gatys_cfg, self.gatys_loss, iterations=iterations, sizes=sizes,
-                                 device=self.device, progress=progress).image
+                                 device=self.device, precision=self.gatys_precision, progress=progress).image
             if out.shape[-2:] != content.shape[-2:]:
                 out = torch.nn.functional.interpolate(out, size=content.shape[-2:], mode="bicubic", align_corners=False)
         else:

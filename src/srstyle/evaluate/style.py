@@ -120,13 +120,13 @@ def evaluate_style(params: Params, paths: StylePaths, out_dir: Path, *, tracking
         from ..models.style.gatys import gatys_transfer
 
         res = gatys_transfer(contents[c_name], style_images[s_name], cfg.gatys, gatys.gatys_loss,
-                             iterations=[ecfg.gatys_iterations], sizes=[ecfg.size])
+                             iterations=[ecfg.gatys_iterations], sizes=[ecfg.size], precision=gatys.gatys_precision)
         increases.append(max_increase(res.history))
         measured = _measure(loss, res.image, contents[c_name], grams[s_name], floors[s_name])
         gatys_reference[(c_name, s_name)] = measured
         pictures.setdefault("gatys", {})[(c_name, s_name)] = to_uint8(res.image[0])
         rows.append({"method": "gatys", "style": s_name, "content": c_name, "held_out_style": s_name in held_out,
-                     "seconds": round(res.seconds, 3), **measured})
+                     "seconds": round(res.seconds, 3), "precision": res.precision, **measured})
 
     for c_name, content in contents.items():
         for s_name in all_styles:
@@ -182,7 +182,7 @@ def evaluate_style(params: Params, paths: StylePaths, out_dir: Path, *, tracking
         Image.fromarray(grid).save(out_dir / f"grid_{method}.png")
         grids[method] = grid
     if tracking_root is not None:
-        _log(params, tracking_root, summary, grids, out_dir)
+        _log(params, tracking_root, summary, grids, out_dir, gatys.gatys_precision)
     return summary
 
 
@@ -250,7 +250,7 @@ def _distinctness(pictures: dict, contents: list[str], styles: list[str]) -> dic
             "meta_output_distance_over_gatys": round(meta / gatys, 6) if gatys > 0 else float("nan")}
 
 
-def _log(params: Params, root: Path, summary: dict, grids: dict, out_dir: Path) -> None:
+def _log(params: Params, root: Path, summary: dict, grids: dict, out_dir: Path, gatys_precision: str) -> None:
     import mlflow
 
     from ..tracking import setup
@@ -258,6 +258,7 @@ def _log(params: Params, root: Path, summary: dict, grids: dict, out_dir: Path) 
     setup(params.tracking, root)
     with mlflow.start_run(run_name="style_evaluate", tags={"task": "style-transfer", "srstyle.run": "style_evaluate"}):
         mlflow.log_metrics(summary)
+        mlflow.log_param("gatys_precision", gatys_precision)
         for method, grid in grids.items():
             mlflow.log_image(grid, f"grid_{method}.png")
         mlflow.log_artifact(str(out_dir / "per_image.csv"))

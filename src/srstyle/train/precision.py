@@ -185,16 +185,17 @@ def cpu_bf16_measurement(measure: Callable[[], dict] = measure_cpu_bf16) -> tupl
     return entry, False
 
 
-def resolve_precision(requested: str, device: torch.device) -> PrecisionChoice:
-    """The precision a training runs at: ``requested`` checked against the device, or ``auto`` decided."""
+def resolve_precision(requested: str, device: torch.device, setting: str = "train.precision") -> PrecisionChoice:
+    """The precision a training runs at: ``requested`` checked against the device, or ``auto`` decided.
+    ``setting`` names the parameter in messages (Gatys optimisation has its own, ``style.gatys.precision``)."""
     if requested not in (*PRECISIONS, "auto"):
-        raise ValueError(f"train.precision: {requested!r} is not one of auto, fp32, bf16, fp16")
+        raise ValueError(f"{setting}: {requested!r} is not one of auto, fp32, bf16, fp16")
     cuda = device.type == "cuda"
     if requested == "bf16" and cuda and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"train.precision is bf16 but {torch.cuda.get_device_name(device)} has no bf16 support; "
+        raise ValueError(f"{setting} is bf16 but {torch.cuda.get_device_name(device)} has no bf16 support; "
                          "use fp16 (with its gradient scaler), fp32 or auto")
     if requested != "auto":
-        return PrecisionChoice(requested, "set in train.precision")
+        return PrecisionChoice(requested, f"set in {setting}")
     if cuda:
         name = torch.cuda.get_device_name(device)
         if torch.cuda.is_bf16_supported():

@@ -14,10 +14,14 @@ By default L-BFGS takes plain unit steps on the loss divided by its starting val
 torch's strong-Wolfe search stalls after its first step on these losses. ``line_search: strong_wolfe``
 selects it; every iterate it accepts lowers the loss. ``history`` records the loss at each iterate, so
 ``max_increase`` checks monotonicity rather than assuming it.
+
+``precision`` bf16 autocasts the loss network's forward passes (VGG convolutions in bf16, where a CPU or GPU
+runs them faster); the image, its gradient and L-BFGS's history stay fp32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -35,6 +39,7 @@ class GatysResult:
     image: Tensor                       # (1, 3, H, W) in [0, 1]
     history: list[dict] = field(default_factory=list)   # one row per iterate: pass, iteration, total, content, style
     seconds: float = 0.0
+    precision: str = "fp32"             # autocast of the loss network during the optimisation
 
 
 def resize_to(x: Tensor, longest: int) -> Tensor:
@@ -48,19 +53,30 @@ def resize_to(x: Tensor, longest: int) -> Tensor:
 
 def gatys_transfer(content: Tensor, style: Tensor, cfg: GatysConfig, loss: StyleTransferLoss, *,
                    iterations: list[int] | None = None, sizes: list[int] | None = None,
-                   device: torch.device | str = "cpu", progress: bool = False) -> GatysResult:
-    """Optimise an image with the content of ``content`` and the style of ``style`` (both (1,3,H,W) in [0,1])."""
+                   device: torch.device | str = "cpu", precision: str = "fp32", progress: bool = False) -> GatysResult:
+    """Optimise an image with the content of ``content`` and the style of ``style`` (both (1,3,H,W) in [0,1]).
+    ``precision`` (fp32 | bf16) is the autocast of the loss network; callers resolve ``auto`` (Stylizer.gatys)."""
     iterations = iterations or cfg.iterations
     sizes = sizes or cfg.sizes
     if len(iterations) != len(sizes):
         raise ValueError("gatys: one iteration count per size (coarse-to-fine pass)")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"style.gatys.precision: {precision!r} is not one of fp32, bf16 (resolve auto first)")
+    device_type = torch.device(device).type
+
+    def autocast():
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+
     loss = loss.to(device)
-    result, image = GatysResult(image=content), None
+    result, image = GatysResult(image=content, precision=precision), None
     t0 = time.perf_counter()
     for pass_index, (iters, size) in enumerate(zip(iterations, sizes)):
         c = resize_to(content.to(device), size)
-        loss.set_style(resize_to(style.to(device), size))
-        target = loss.content_features(c)
+        with autocast():
+            loss.set_style(resize_to(style.to(device), size))
+            target = loss.content_features(c)
         start = c if image is None else F.interpolate(image, size=c.shape[-2:], mode="bicubic", align_corners=False)
         x = start.detach().clamp(0, 1).contiguous().clone().requires_grad_(True)
         # tolerance 0: the iteration count is ours; torch's defaults (|g| <= 1e-7) stop at once on the
@@ -69,11 +85,16 @@ def gatys_transfer(content: Tensor, style: Tensor, cfg: GatysConfig, loss: Style
                                       tolerance_grad=0.0, tolerance_change=0.0, line_search_fn=cfg.line_search)
         calls = [0]
         start_of_step: dict[str, float] = {}
-        scale = 1.0 if cfg.line_search else 1.0 / max(float(loss(x, content_features=target)["total"].detach()), 1e-30)
+        if cfg.line_search:
+            scale = 1.0
+        else:
+            with autocast():
+                scale = 1.0 / max(float(loss(x, content_features=target)["total"].detach()), 1e-30)
 
         def closure() -> Tensor:
             optimizer.zero_grad(set_to_none=True)
-            losses = loss(x, content_features=target)
+            with autocast():
+                losses = loss(x, content_features=target)
             (losses["total"] * scale).backward()
             if calls[0] == 0:  # L-BFGS evaluates the current iterate first, then line-search trials
                 start_of_step.update({k: float(v.detach()) for k, v in losses.items()})
@@ -86,7 +107,7 @@ def gatys_transfer(content: Tensor, style: Tensor, cfg: GatysConfig, loss: Style
             optimizer.step(closure)
             result.history.append({"pass": pass_index, "iteration": it, **_row(start_of_step)})
             bar.set_postfix(loss=f"{start_of_step['total']:.4g}")
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             final = {k: float(v) for k, v in loss(x, content_features=target).items()}
         result.history.append({"pass": pass_index, "iteration": iters, **_row(final)})
         image = x.detach().clamp(0, 1)

@@ -196,7 +196,7 @@ def test_export_evaluation_marks_variants_and_auto_obeys(exported, tmp_path, mon
     ref = saved["variants"]["onnxruntime_fp32"]
     assert ref["drop_db"] == 0 and ref["usable"] == 1
     pytest.importorskip("sklearn")
-    assert saved["images_unseen"] == 2 and ref["psnr_unseen"] > 15
+    assert saved["images_unseen"] == 3 and ref["psnr_unseen"] > 15
     v = saved["variants"]["openvino_fp32"]
     assert abs(v["drop_db"]) < 0.01 and v["usable"] == 1 and v["agreement_db"] > 80
     for key, s in saved["variants"].items():
@@ -246,7 +246,7 @@ def test_style_graphs_get_a_precision_record_that_auto_obeys(style_exports, tmp_
                                         engine=EngineConfig(intra_op_threads=1))
     assert set(records) == {"fast_x.onnx", "metanet.onnx", "transformer.onnx"}
     for name, rec in records.items():
-        assert json.loads(record_path(tmp_path / name).read_text()) == rec and rec["images_unseen"] == 2
+        assert json.loads(record_path(tmp_path / name).read_text()) == rec and rec["images_unseen"] == 3
         assert rec["variants"]["openvino_fp32"]["agreement_db"] > 60 and rec["variants"]["openvino_fp32"]["usable"]
         for key, v in rec["variants"].items():
             assert v["usable"] == int(key == "onnxruntime_fp32" or v["agreement_db"] >= 40.0)

@@ -62,7 +62,7 @@ def test_evaluate_outputs_and_protocol(pipeline):
     assert metrics["images"] == 2 and metrics["scale"] == 3
     assert metrics["psnr_gain"] == pytest.approx(metrics["psnr"] - metrics["bicubic_psnr"], abs=1e-3)
     rows = (root / "data/eval/per_image.csv").read_text().splitlines()
-    assert rows[0].startswith("image,psnr,ssim,bicubic_psnr,bicubic_ssim") and len(rows) == 3
+    assert rows[0].startswith("image,split,psnr,ssim,bicubic_psnr,bicubic_ssim") and len(rows) == 3
     picture = np.asarray(Image.open(root / "data/eval/comparison.png"))
     assert picture.shape[0] > 30 and picture.shape[1] >= 4 * 30
 
@@ -119,13 +119,35 @@ def test_rgb_and_bicubic_input_models_through_the_stages(tmp_path, model, scale)
     assert set(counts) == {f"train/{color}_x{scale}", f"val/{color}_x{scale}"}
     train_sr(params, "r", tmp_path / "patches", tmp_path / "m", progress=False)
     sr_model = load_sr_model(tmp_path / "m" / "model.pt")
-    metrics = evaluate_sr(sr_model, validated, raw, tmp_path / "eval", crop=24)
+    metrics = evaluate_sr(sr_model, validated, raw, tmp_path / "eval", crop=24,
+                          unseen=[("a.png", photo(40, 52, seed=7)), ("b.png", photo(36, 48, seed=8))])
     assert metrics["scale"] == scale and np.isfinite(metrics["psnr"])
+    # photos outside training and validation: their own mean, never mixed into the validation figures
+    assert metrics["unseen_images"] == 2 and metrics["images"] == len(metrics_rows(tmp_path / "eval", "val"))
+    assert metrics["unseen_psnr_gain"] == pytest.approx(metrics["unseen_psnr"] - metrics["unseen_bicubic_psnr"], abs=1e-3)
+    assert [r["image"] for r in metrics_rows(tmp_path / "eval", "unseen")] == ["a.png", "b.png"]
     report = export_and_check(load_model_file(tmp_path / "m" / "model.pt"), tmp_path / "onnx", "r", opset=18, atol=1e-4)
     onnx_model = load_sr_model(tmp_path / "onnx" / report["file"])
     rgb = photo(20, 26, seed=4)
     a, b = upscale_rgb(onnx_model, rgb), upscale_rgb(sr_model, rgb)
     assert a.shape == (20 * scale, 26 * scale, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def metrics_rows(eval_dir, split: str) -> list[dict]:
+    import csv
+
+    with open(eval_dir / "per_image.csv", newline="") as f:
+        return [r for r in csv.DictReader(f) if r["split"] == split]
+
+
+def test_the_unseen_photos_ship_with_the_dependencies():
+    from srstyle.data.fetch import EMBEDDED_GRAY, EMBEDDED_TRAIN, EMBEDDED_VAL
+    from srstyle.data.unseen import unseen_photos
+
+    photos = dict(unseen_photos())
+    assert sorted(photos) == ["china.jpg", "flower.jpg", "grace_hopper.jpg"]
+    assert all(p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3 and min(p.shape[:2]) >= 400 for p in photos.values())
+    assert not set(photos) & set(EMBEDDED_TRAIN + EMBEDDED_VAL + EMBEDDED_GRAY)
 
 
 def test_profile_args_flatten_to_shell_safe_dvc_flags(tmp_path):

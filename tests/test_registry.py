@@ -157,7 +157,7 @@ def test_a_champion_keeps_its_precision_evaluation_for_engine_auto(store, tmp_pa
     (tmp_path / "validated" / "manifest.json").write_text("[]")  # the unseen photos only
     record = evaluate_precisions(path, tmp_path / "validated", tmp_path, variants=[("onnxruntime", "fp32"),
                                                                                    ("onnxruntime", "int8")])
-    assert record["images_unseen"] == 2 and record["variants"]["onnxruntime_int8"]["usable"] == 1
+    assert record["images_unseen"] == 3 and record["variants"]["onnxruntime_int8"]["usable"] == 1
     mv = register_onnx("sr-x3", run_id, path, {"psnr": 31.0}, {},
                        extra_files=[int8, path.with_name("m.precision.json")])
     promote("sr-x3", mv.version, "psnr", margin=0.05)

@@ -21,10 +21,11 @@ def _write(path: Path, obj) -> None:
 def finished_project(root: Path) -> Path:
     """The outputs a finished pipeline leaves (values as the stages write them), scale 3 Y and scale 4 RGB."""
     psnr = {"espcn_x3": 27.5, "fsrcnn_x3": 27.1, "edsr_x4": 25.9, "srgan_x4": 24.2}
+    unseen = {"espcn_x3": 0.98, "fsrcnn_x3": 0.31, "edsr_x4": 1.23, "srgan_x4": -0.45}
     for run, spec in RUNS.items():
         _write(root / f"data/eval/{run}/metrics.json", {"psnr": psnr[run], "ssim": 0.81, "bicubic_psnr": 25.0,
                                                         "bicubic_ssim": 0.75, "psnr_gain": psnr[run] - 25.0,
-                                                        "scale": spec["scale"]})
+                                                        "unseen_psnr_gain": unseen[run], "scale": spec["scale"]})
         (root / f"data/eval/{run}/comparison.png").write_bytes(b"png")
         _write(root / f"data/models/{run}/mlflow_run.json",
                {"run_id": f"{run}000000", "experiment_id": "1", "tracking_uri": f"sqlite:///{root}/mlruns.db"})
@@ -59,6 +60,7 @@ def test_summary_is_narrow_and_names_every_gain_and_the_champions(tmp_path, monk
     row = {line.split()[0]: line for line in lines if line.startswith("  ") and line.split()[0] in RUNS}
     assert set(row) == set(RUNS)
     assert "+2.50" in row["espcn_x3"] and "yes (sr-x3 v1)" in row["espcn_x3"] and "x3" in row["espcn_x3"]
+    assert [row[r].split()[5] for r in RUNS] == ["+0.98", "+0.31", "+1.23", "-0.45"]  # the unseen-photo gain column
     assert "+2.10" in row["fsrcnn_x3"] and row["fsrcnn_x3"].split()[-1] == "no"
     assert "x4" in row["edsr_x4"] and "+0.90" in row["edsr_x4"] and "yes (sr-x4 v1)" in row["edsr_x4"]
     assert "-0.80" in row["srgan_x4"] and "yes" not in row["srgan_x4"]

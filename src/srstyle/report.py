@@ -81,6 +81,7 @@ class SRRow:
     niqe: float | None = None          # no-reference naturalness, lower is better
     vgg: float | None = None           # vgg_distance to HR, lower is better
     perceptual: str = "-"              # holds sr-x<scale>@perceptual? same form as champion
+    unseen_gain: float | None = None   # gain on photos outside training and validation (srstyle.data.unseen)
 
 
 @dataclass
@@ -141,7 +142,7 @@ def collect(root: Path, runs: dict[str, Any] | None = None, styles: list[str] | 
         scale = m.get("scale") or (spec.get("scale") if isinstance(spec, dict) else getattr(spec, "scale", None))
         by_scale.setdefault(scale, []).append(SRRow(
             run, scale, _num(m.get("psnr")), _num(m.get("ssim")), _num(m.get("psnr_gain")), verdict,
-            _num(m.get("niqe")), _num(m.get("vgg_distance")), _verdict(perceptual, run)))
+            _num(m.get("niqe")), _num(m.get("vgg_distance")), _verdict(perceptual, run), _num(m.get("unseen_psnr_gain"))))
         if m and scale not in refs:
             refs[scale] = m
         if (root / "data/eval" / run / "comparison.png").is_file():
@@ -150,7 +151,8 @@ def collect(root: Path, runs: dict[str, Any] | None = None, styles: list[str] | 
         m = refs.get(scale)
         if m:
             s.sr.append(SRRow("bicubic", scale, _num(m.get("bicubic_psnr")), _num(m.get("bicubic_ssim")), 0.0, "-",
-                              _num(m.get("bicubic_niqe")), _num(m.get("bicubic_vgg_distance"))))
+                              _num(m.get("bicubic_niqe")), _num(m.get("bicubic_vgg_distance")),
+                              unseen_gain=0.0 if "unseen_psnr_gain" in m else None))
         s.sr += rows
         if m and _num(m.get("hr_niqe")) is not None:
             s.sr.append(SRRow("HR (ground truth)", scale, None, None, None, "-", _num(m.get("hr_niqe")), 0.0))
@@ -201,11 +203,13 @@ def _clip(text: str, width: int) -> str:
 def render(s: Summary, width: int = WIDTH) -> str:
     out = [f"srstyle results: {s.root}", ""]
     out.append("Super-resolution (validation split; PSNR/SSIM on Y, BT.601; gain = PSNR - bicubic PSNR)")
-    out.append("  NIQE (no reference), VGG dist. (to HR): lower is better; @perceptual: sr-x<s>@perceptual; "
-               "champion?: @champion (PSNR)")
-    rows = [[_clip(r.run, 30), f"x{r.scale}" if r.scale else "-", _fmt(r.psnr, ".2f"), _fmt(r.ssim, ".4f"),
-             _fmt(r.gain, "+.2f"), _fmt(r.niqe, ".2f"), _fmt(r.vgg, ".4f"), r.perceptual, r.champion] for r in s.sr]
-    out += _table(["model", "scale", "PSNR dB", "SSIM", "gain dB", "NIQE", "VGG dist.", "@perceptual", "champion?"], rows)
+    out.append("  unseen: the gain on photos outside training and validation; NIQE (no reference), VGG dist. (to HR):")
+    out.append("  lower is better; @perceptual: sr-x<s>@perceptual; champion?: @champion (PSNR)")
+    rows = [[_clip(r.run, 24), f"x{r.scale}" if r.scale else "-", _fmt(r.psnr, ".2f"), _fmt(r.ssim, ".4f"),
+             _fmt(r.gain, "+.2f"), _fmt(r.unseen_gain, "+.2f"), _fmt(r.niqe, ".2f"), _fmt(r.vgg, ".4f"), r.perceptual,
+             r.champion] for r in s.sr]
+    out += _table(["model", "scale", "PSNR dB", "SSIM", "gain dB", "unseen", "NIQE", "VGG dist.", "@perceptual",
+                   "champion?"], rows)
     if any(r.psnr is None and r.run != "HR (ground truth)" for r in s.sr):
         out.append("  (- = not evaluated yet: `dvc repro`)")
     out += ["", "Style transfer (held-out photos; style and content loss / Gatys' on the same pair: 1 = as optimisation,",

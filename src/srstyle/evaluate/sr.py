@@ -74,10 +74,13 @@ def _score(model: SRPredictor, hr_rgb: np.ndarray, perceptual: bool, vgg: VGGDis
 def evaluate_sr(
     model: SRPredictor, validated_dir: Path, raw_dir: Path, out_dir: Path, *, crop: int = 96, max_pixels: int = 40_000_000,
     perceptual: bool = False, vgg: VGGDistance | None = None, vgg_crop: int = 0,
+    unseen: list[tuple[str, np.ndarray]] | None = None,
 ) -> dict:
     """Evaluate on the validation split; writes metrics.json, per_image.csv and comparison.png.
 
     ``perceptual``/``vgg``/``vgg_crop``: see :func:`evaluate_image` (the evaluate stage passes them).
+    ``unseen``: (name, RGB) photos outside training *and* validation (:mod:`srstyle.data.unseen`), scored for
+    PSNR/SSIM only: ``unseen_psnr_gain`` is the gain no checkpoint choice could have flattered.
     """
     manifest = [m for m in read_json(validated_dir / "manifest.json") if m["split"] == "val"]
     if not manifest:
@@ -86,13 +89,15 @@ def evaluate_sr(
     for m in manifest:
         hr = load_rgb(raw_dir / m["file"], max_pixels)
         scores, lr, sr_rgb = _score(model, hr, perceptual, vgg, vgg_crop)
-        row = {"image": m["file"], **scores}
+        row = {"image": m["file"], "split": "val", **scores}
         rows.append(row)
         strips.append(image_comparison(lr, model.upscale(lr) if sr_rgb is None else sr_rgb, modcrop(hr, model.scale), crop))
         log.info("%s: %.2f dB (bicubic %.2f dB)", m["file"], row["psnr"], row["bicubic_psnr"])
 
-    def mean(key: str) -> float:
-        return float(np.mean([r[key] for r in rows]))
+    unseen_rows = [{"image": name, "split": "unseen", **_score(model, rgb, False, None, 0)[0]} for name, rgb in unseen or []]
+
+    def mean(key: str, of: list[dict] = rows) -> float:
+        return float(np.mean([r[key] for r in of]))
 
     metrics = {
         "scale": model.scale,
@@ -107,13 +112,20 @@ def evaluate_sr(
     for key in ("niqe", "bicubic_niqe", "hr_niqe", "vgg_distance", "bicubic_vgg_distance"):
         if key in rows[0]:
             metrics[key] = round(mean(key), 4)
+    if unseen_rows:
+        metrics["unseen_images"] = len(unseen_rows)
+        for key in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim"):
+            metrics[f"unseen_{key}"] = round(mean(key, unseen_rows), 4)
+        metrics["unseen_psnr_gain"] = round(metrics["unseen_psnr"] - metrics["unseen_bicubic_psnr"], 4)
+        metrics["unseen_ssim_gain"] = round(metrics["unseen_ssim"] - metrics["unseen_bicubic_ssim"], 4)
+        log.info("unseen photos: %.2f dB (bicubic %.2f dB)", metrics["unseen_psnr"], metrics["unseen_bicubic_psnr"])
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(metrics, out_dir / "metrics.json")
     with atomic_write(out_dir / "per_image.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))  # unseen rows: no perceptual columns (left empty)
         writer.writeheader()
-        for r in rows:
+        for r in rows + unseen_rows:
             writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()})
     width = max(s.shape[1] for s in strips)
     padded = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in strips]

@@ -9,8 +9,8 @@ The export stage runs each variant this machine can run through the prediction c
   bf16), ``openvino_bf16``.
 
 Each is scored with the evaluate stage's protocol (BT.601 Y, ``scale`` pixels shaved, antialiased bicubic
-LR) on the validation photos *and* on photos the model never trained on: scikit-learn's ``china.jpg``
-and ``flower.jpg`` (shipped in its wheel; the training photos are scikit-image's, see
+LR) on the validation photos *and* on photos the model never trained on (:mod:`srstyle.data.unseen`:
+scikit-learn's and matplotlib's sample photos; the training photos are scikit-image's, see
 :mod:`srstyle.data.fetch`). A variant's ``drop_db`` is the larger of its two PSNR drops against
 onnxruntime fp32; it is ``usable`` only when ``drop_db <= export.max_drop_db``, and ``engine: auto``
 (:mod:`srstyle.engine_auto`) never picks one that is not. ``agreement_db`` is the PSNR between its raw
@@ -27,21 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from ..config import EngineConfig
+from ..data.unseen import unseen_photos
 from ..engine import output_psnr, openvino_core, openvino_has_bf16, variant_path
 
 log = logging.getLogger(__name__)
-
-UNSEEN_PHOTOS = ("china.jpg", "flower.jpg")
-
-
-def unseen_photos() -> list[tuple[str, np.ndarray]]:
-    """Photos kept out of training: scikit-learn's sample images; none where scikit-learn is absent."""
-    try:
-        from sklearn.datasets import load_sample_image
-    except ImportError:
-        log.warning("scikit-learn is not installed: precisions evaluated on the validation photos only")
-        return []
-    return [(name, np.ascontiguousarray(load_sample_image(name), dtype=np.uint8)) for name in UNSEEN_PHOTOS]
 
 
 def runnable_variants(fp32_path: Path | str) -> list[tuple[str, str]]:
@@ -141,7 +130,7 @@ def evaluate_style_precisions(onnx_dir: Path | str, fast_styles: list[str], pain
     base = engine or EngineConfig()
     photos = [(name, _longest(rgb, size)) for name, rgb in unseen_photos()]
     if not photos:
-        log.warning("no unseen photos (scikit-learn missing): style precisions not evaluated")
+        log.warning("no unseen photos (scikit-learn and matplotlib missing): style precisions not evaluated")
         return {}
     art = [load_rgb(p) for p in paintings]
     # graph -> how to stylise the photos with that graph in the variant ``cfg`` (everything else in fp32)

@@ -23,6 +23,7 @@ def perceptual_net(params: Params):
 def evaluate_run(params: Params, root: Path, run: str) -> dict:
     """PSNR/SSIM on Y, NIQE and vgg_distance of the model and bicubic, with pictures; logged into the run's
     training MLflow run."""
+    from ..data.unseen import unseen_photos
     from ..evaluate.sr import evaluate_sr
     from ..inference import load_sr_model
 
@@ -31,7 +32,7 @@ def evaluate_run(params: Params, root: Path, run: str) -> dict:
     vgg = perceptual_net(params) if cfg.perceptual else None
     metrics = evaluate_sr(load_sr_model(model_dir / "model.pt"), paths.validated, paths.raw, out,
                           crop=cfg.crop_size, max_pixels=params.validate_.max_pixels,
-                          perceptual=cfg.perceptual, vgg=vgg, vgg_crop=cfg.vgg_crop)
+                          perceptual=cfg.perceptual, vgg=vgg, vgg_crop=cfg.vgg_crop, unseen=unseen_photos())
     with resume_run(model_dir, params.tracking, root):
         import mlflow
 

@@ -201,9 +201,10 @@ def test_espcn_beats_bicubic_on_the_embedded_validation_photos(tmp_path):
     import yaml
 
     shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))  # the demo's own recipe
-    params = parse_params({**shipped, "runs": {"espcn_x3": {"model": "espcn", "scale": 3}},
+    # 1000 steps on the run itself: a run's steps override the recipe's (recipes.espcn.steps: 6000)
+    params = parse_params({**shipped, "runs": {"espcn_x3": {"model": "espcn", "scale": 3, "steps": 1000}},
                            "patches": {**shipped["patches"], "scales": [3], "modes": ["y"]},
-                           "train": {**shipped["train"], "steps": 1000, "val_every": 500, "checkpoint_every": 1000, "threads": 2}})
+                           "train": {**shipped["train"], "val_every": 500, "checkpoint_every": 1000, "threads": 2}})
     raw, validated = tmp_path / "raw", tmp_path / "validated"
     fetch(params.data, raw, tmp_path / "downloads")
     validate(raw, validated, tmp_path / "quarantine", params.validate_, min_side=params.patches.hr_size)

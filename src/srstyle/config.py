@@ -410,6 +410,9 @@ class FastStyleConfig(StyleTrainConfig):
     styles: list[str] = Field(default_factory=lambda: ["starry_night"])
     # CPU demo, held-out photos at 192 px, loss below: style loss 1.94x Gatys' at 300 steps, 1.42x at 900
     steps: int = Field(900, gt=0)
+    # The constant-rate run ends noisy: validating and exporting the weights' moving average took the style
+    # loss from 1.52x to 1.33x Gatys' at 900 steps (bf16, held-out photos), content and artefacts unchanged.
+    ema: float = Field(0.99, ge=0, lt=1)
     channels: int = Field(16, gt=0)         # TransformerNet width (the paper: 32; 16 for the CPU demo)
     residual_blocks: int = Field(5, gt=0)
     upsample: Literal["nearest", "bilinear"] = "nearest"   # decoder resize before each conv

@@ -21,7 +21,6 @@ runs them faster); the image, its gradient and L-BFGS's history stay fp32.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -32,6 +31,7 @@ from tqdm import tqdm
 
 from ...config import GatysConfig
 from ...losses import StyleTransferLoss
+from ...train.precision import MixedPrecision
 
 
 @dataclass
@@ -62,13 +62,7 @@ def gatys_transfer(content: Tensor, style: Tensor, cfg: GatysConfig, loss: Style
         raise ValueError("gatys: one iteration count per size (coarse-to-fine pass)")
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"style.gatys.precision: {precision!r} is not one of fp32, bf16 (resolve auto first)")
-    device_type = torch.device(device).type
-
-    def autocast():
-        if precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(device_type, dtype=torch.bfloat16)
-
+    autocast = MixedPrecision(precision, device).autocast  # the trainers' autocast; no optimiser step here
     loss = loss.to(device)
     result, image = GatysResult(image=content, precision=precision), None
     t0 = time.perf_counter()

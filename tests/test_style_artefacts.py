@@ -36,6 +36,21 @@ def test_a_dark_droplet_is_counted_and_dark_content_is_not():
     assert dark_blob_fraction(specks, content, painting_floor=0.1) == 0.0
 
 
+def test_a_one_pixel_dark_stroke_is_not_a_blob_but_a_thicker_one_is():
+    """One-pixel outline strokes (Gatys draws them along a cat's eyes) are style; a region 2+ px thick counts."""
+    content = _smooth_photo()
+    for width, counted in ((1, False), (2, True), (3, True), (6, True)):
+        out = content.copy()
+        out[30:30 + width, 20:100] = 5                        # an 80 px long dark line
+        got = dark_blob_fraction(out, content, painting_floor=0.1)
+        assert (got > 0) == counted, (width, got)
+        if counted:
+            assert got == pytest.approx(80 * width / content[..., 0].size, rel=0.05)
+    out = content.copy()
+    out[30, 20:100] = 5
+    assert dark_blob_fraction(out, content, painting_floor=0.1, min_width=1) > 0   # the opening is a choice
+
+
 def test_a_four_pixel_grid_raises_the_high_frequency_ratio_and_blur_lowers_it():
     content = _smooth_photo().astype(np.float32)
     yy, xx = np.mgrid[:96, :128]
